@@ -1,0 +1,20 @@
+"""Con-AAE for scverse: align and integrate single-cell RNA-seq and ATAC-seq."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._constants import LOSS_KEYS, OUTPUT_KEYS, REGISTRY_KEYS, TRUE_PARTNER_KEY
+
+try:
+    __version__ = version("conaae-scverse")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = [
+    "LOSS_KEYS",
+    "OUTPUT_KEYS",
+    "REGISTRY_KEYS",
+    "TRUE_PARTNER_KEY",
+    "__version__",
+]
