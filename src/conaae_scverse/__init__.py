@@ -5,6 +5,9 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._constants import LOSS_KEYS, OUTPUT_KEYS, REGISTRY_KEYS, TRUE_PARTNER_KEY
+from ._model import ConAAE
+from ._module import ConAAEModule, LossWeights
+from ._training_plan import ConAAETrainingPlan
 
 try:
     __version__ = version("conaae-scverse")
@@ -12,6 +15,10 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
 __all__ = [
+    "ConAAE",
+    "ConAAEModule",
+    "ConAAETrainingPlan",
+    "LossWeights",
     "LOSS_KEYS",
     "OUTPUT_KEYS",
     "REGISTRY_KEYS",

@@ -1,0 +1,365 @@
+"""Validation and registration of the two modalities of a MuData.
+
+scvi-tools' MuData fields refuse modalities with different cells, so each modality is registered
+with its own :class:`~scvi.data.AnnDataManager` (the pattern of ``scvi.external.GIMVI``). The
+managers are built on small internal AnnData objects that share the user's matrices without
+copying them, so that registration never writes into the user's MuData.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ._compat import AnnDataManager, LayerField, NumericalObsField
+from ._constants import MODALITIES, REGISTRY_KEYS
+
+if TYPE_CHECKING:
+    from mudata import MuData
+
+logger = logging.getLogger(__name__)
+
+_LABEL_CODES_COLUMN = "_conaae_labels"
+_INDEX_COLUMN = "_conaae_index"
+#: Anchor spec meaning "cells with equal obs_names in both modalities are known pairs".
+ANCHOR_BY_OBS_NAMES = "obs_names"
+_ROW_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class SetupArgs:
+    """What :meth:`ConAAE.setup_mudata` recorded about a MuData."""
+
+    rna_mod: str
+    atac_mod: str
+    rna_layer: str | None
+    atac_layer: str | None
+    labels_key: str | None
+    anchor_key: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable form."""
+        return asdict(self)
+
+    def mod_name(self, modality: str) -> str:
+        """Name in ``mdata.mod`` of the internal modality ``"rna"`` or ``"atac"``."""
+        return self.rna_mod if modality == MODALITIES.RNA else self.atac_mod
+
+    def layer(self, modality: str) -> str | None:
+        """Registered layer of the internal modality (``None`` is ``X``)."""
+        return self.rna_layer if modality == MODALITIES.RNA else self.atac_layer
+
+
+# Setup arguments per MuData object. Keyed by id() with a weak reference so that a MuData that
+# is garbage-collected (and whose id may be reused) is never mistaken for a registered one, and
+# so that nothing needs to be written into the user's object.
+_SETUP_STORE: dict[int, tuple[weakref.ref, SetupArgs]] = {}
+
+
+def remember_setup(mdata: MuData, setup: SetupArgs) -> None:
+    """Record ``setup`` for ``mdata``."""
+    _SETUP_STORE[id(mdata)] = (weakref.ref(mdata), setup)
+
+
+def recall_setup(mdata: MuData) -> SetupArgs | None:
+    """Setup arguments recorded for ``mdata``, if any."""
+    entry = _SETUP_STORE.get(id(mdata))
+    if entry is None or entry[0]() is not mdata:
+        return None
+    return entry[1]
+
+
+def check_mudata(mdata: Any) -> None:
+    """Fail on anything that is not an in-memory MuData."""
+    from mudata import MuData
+
+    if not isinstance(mdata, MuData):
+        msg = (
+            f"Expected a mudata.MuData, got {type(mdata).__name__}. Build one with "
+            "`mudata.MuData({'rna': adata_rna, 'atac': adata_atac})`."
+        )
+        raise TypeError(msg)
+    if getattr(mdata, "isbacked", False) or any(
+        getattr(m, "isbacked", False) for m in mdata.mod.values()
+    ):
+        msg = (
+            "Backed (on-disk) MuData is not supported. Load it into memory with "
+            "`mudata.read_h5mu(path)` (without `backed=`), or call `.to_memory()` first."
+        )
+        raise ValueError(msg)
+
+
+def get_modality(mdata: MuData, mod_name: str, role: str) -> ad.AnnData:
+    """The AnnData of modality ``mod_name``, with a clear error when it is missing or empty."""
+    if not isinstance(mod_name, str):
+        msg = f"`{role}_mod` must be a string naming a modality, got {mod_name!r}."
+        raise TypeError(msg)
+    if mod_name not in mdata.mod:
+        msg = (
+            f"Modality {mod_name!r} (given as `{role}_mod`) is not in the MuData; available "
+            f"modalities: {list(mdata.mod)}. Pass `{role}_mod=` one of these."
+        )
+        raise KeyError(msg)
+    adata = mdata.mod[mod_name]
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        msg = (
+            f"Modality {mod_name!r} has shape {adata.shape}: it needs at least one cell and one "
+            "feature. Check the filtering steps that produced it."
+        )
+        raise ValueError(msg)
+    if not adata.obs_names.is_unique:
+        dup = adata.obs_names[adata.obs_names.duplicated()][:3].tolist()
+        msg = (
+            f"Modality {mod_name!r} has duplicate obs_names (e.g. {dup}); cell matches would be "
+            f"ambiguous. Make them unique, e.g. `mdata.mod[{mod_name!r}].obs_names_make_unique()`."
+        )
+        raise ValueError(msg)
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()][:3].tolist()
+        msg = (
+            f"Modality {mod_name!r} has duplicate var_names (e.g. {dup}); features could not be "
+            f"matched on new data. Make them unique with `.var_names_make_unique()`."
+        )
+        raise ValueError(msg)
+    return adata
+
+
+def get_matrix(adata: ad.AnnData, layer: str | None, mod_name: str) -> np.ndarray | sparse.spmatrix:
+    """``X`` or ``layers[layer]`` of ``adata``, checked to be a finite numeric 2-D matrix."""
+    if layer is None:
+        matrix = adata.X
+        where = f"mdata.mod[{mod_name!r}].X"
+        if matrix is None:
+            msg = f"{where} is empty (None). Pass the layer that holds the data via `*_layer=`."
+            raise ValueError(msg)
+    else:
+        if layer not in adata.layers:
+            msg = (
+                f"Layer {layer!r} is not in modality {mod_name!r}; available layers: "
+                f"{list(adata.layers)}. Pass one of these, or None to use `.X`."
+            )
+            raise KeyError(msg)
+        matrix = adata.layers[layer]
+        where = f"mdata.mod[{mod_name!r}].layers[{layer!r}]"
+    if sparse.issparse(matrix):
+        values = matrix.data
+    elif isinstance(matrix, np.ndarray):
+        values = matrix
+    else:
+        msg = (
+            f"{where} is a {type(matrix).__name__}; expected a numpy array or a scipy sparse "
+            "matrix. Convert it, e.g. with `np.asarray(...)`."
+        )
+        raise TypeError(msg)
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+        msg = f"{where} has dtype {values.dtype}; it must be numeric. Convert it with `.astype(float)`."
+        raise TypeError(msg)
+    if np.issubdtype(values.dtype, np.complexfloating):
+        msg = f"{where} has complex dtype {values.dtype}; it must be real-valued."
+        raise TypeError(msg)
+    if np.issubdtype(values.dtype, np.floating) and not _all_finite(values):
+        msg = (
+            f"{where} contains NaN or infinite values. Remove or impute them (e.g. "
+            "`np.nan_to_num`) before setting up the model."
+        )
+        raise ValueError(msg)
+    return matrix
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    flat = values.reshape(-1)
+    # Chunked so that a huge dense matrix does not get a same-sized boolean copy.
+    step = 1 << 24
+    return all(np.isfinite(flat[i : i + step]).all() for i in range(0, flat.size, step))
+
+
+def min_value(matrix: np.ndarray | sparse.spmatrix) -> float:
+    """Smallest entry (implicit zeros of a sparse matrix included)."""
+    if sparse.issparse(matrix):
+        data_min = float(matrix.data.min()) if matrix.nnz else 0.0
+        has_implicit_zero = matrix.nnz < matrix.shape[0] * matrix.shape[1]
+        return min(data_min, 0.0) if has_implicit_zero else data_min
+    return float(np.min(matrix))
+
+
+def looks_like_counts(matrix: np.ndarray | sparse.spmatrix, *, n_check: int = 100_000) -> bool:
+    """Whether the stored values are non-negative integers (checked on a sample)."""
+    values = matrix.data if sparse.issparse(matrix) else np.asarray(matrix).reshape(-1)
+    values = values[:n_check]
+    if values.size == 0:
+        return True
+    return bool(np.all(values >= 0) and np.all(np.equal(np.mod(values, 1), 0)))
+
+
+def label_categories(adatas: dict[str, ad.AnnData], labels_key: str) -> list[str]:
+    """Union of the label categories over the modalities that carry ``labels_key``."""
+    carriers = {m: a for m, a in adatas.items() if labels_key in a.obs}
+    if not carriers:
+        msg = (
+            f"labels_key {labels_key!r} is in the obs of neither modality "
+            f"({', '.join(repr(m) for m in adatas)}). Add the column to at least one modality, "
+            "or pass labels_key=None."
+        )
+        raise KeyError(msg)
+    categories: list[str] = []
+    for adata in carriers.values():
+        column = adata.obs[labels_key]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            present = set(column.dropna().astype(str))
+            values = [str(c) for c in column.cat.categories if str(c) in present]
+        else:
+            values = pd.unique(column.dropna().astype(str)).tolist()
+        categories.extend(v for v in values if v not in categories)
+    if not categories:
+        msg = (
+            f"labels_key {labels_key!r} is NaN for every cell: nothing to learn from. Fill in "
+            "labels for some cells, or pass labels_key=None."
+        )
+        raise ValueError(msg)
+    return categories
+
+
+def label_codes(adata: ad.AnnData, labels_key: str | None, categories: list[str]) -> np.ndarray:
+    """Integer code of each cell's label; -1 marks an unlabelled cell (NaN or no column)."""
+    codes = np.full(adata.n_obs, -1, dtype=np.int64)
+    if labels_key is None or labels_key not in adata.obs:
+        return codes
+    column = adata.obs[labels_key]
+    known = column.notna().to_numpy()
+    lookup = {c: i for i, c in enumerate(categories)}
+    as_str = column[known].astype(str)
+    unknown = sorted(set(as_str) - set(lookup))
+    if unknown:
+        msg = (
+            f"Labels {unknown[:5]} in column {labels_key!r} were not seen when the model was set "
+            f"up (known: {categories[:10]}). Use data with the registered label categories."
+        )
+        raise ValueError(msg)
+    codes[known] = as_str.map(lookup).to_numpy(dtype=np.int64)
+    return codes
+
+
+def anchor_pairs(
+    rna: ad.AnnData, atac: ad.AnnData, anchor_key: str, rna_mod: str, atac_mod: str
+) -> np.ndarray:
+    """Known (rna_index, atac_index) pairs, of shape (n_pairs, 2), for the anchor loss."""
+    if anchor_key == ANCHOR_BY_OBS_NAMES:
+        atac_index = pd.Index(atac.obs_names).get_indexer(rna.obs_names)
+        rna_index = np.arange(rna.n_obs)
+        where = "shared obs_names"
+    else:
+        if anchor_key not in rna.obs:
+            msg = (
+                f"anchor_key {anchor_key!r} is not a column of mdata.mod[{rna_mod!r}].obs. It must "
+                f"hold, for each RNA cell, the obs_name of its known partner in {atac_mod!r} "
+                f"(NaN if unknown); or pass anchor_key={ANCHOR_BY_OBS_NAMES!r} to pair cells with "
+                "equal obs_names."
+            )
+            raise KeyError(msg)
+        partners = rna.obs[anchor_key]
+        known = partners.notna().to_numpy()
+        rna_index = np.flatnonzero(known)
+        atac_index = pd.Index(atac.obs_names).get_indexer(partners[known].astype(str))
+        where = f"column {anchor_key!r}"
+    found = atac_index >= 0
+    pairs = np.stack([rna_index[found], atac_index[found]], axis=1).astype(np.int64)
+    if len(pairs) == 0:
+        msg = (
+            f"Anchor mode found no known pairs between {rna_mod!r} and {atac_mod!r} via {where}. "
+            "Check the pairing, or set up without anchor_key for unpaired training."
+        )
+        raise ValueError(msg)
+    return pairs
+
+
+@dataclass
+class ModalityData:
+    """One modality, registered with its own AnnDataManager on an internal AnnData."""
+
+    name: str
+    manager: AnnDataManager
+    obs_names: pd.Index
+    var_names: pd.Index
+    matrix: np.ndarray | sparse.spmatrix
+
+    @property
+    def n_obs(self) -> int:
+        """Number of cells."""
+        return len(self.obs_names)
+
+    @property
+    def n_vars(self) -> int:
+        """Number of features."""
+        return len(self.var_names)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Registered label codes (-1 for unlabelled), shape (n_obs,)."""
+        return self.manager.adata.obs[_LABEL_CODES_COLUMN].to_numpy()
+
+
+def build_modality(name: str, adata: ad.AnnData, matrix, codes: np.ndarray) -> ModalityData:
+    """Register one modality without touching ``adata``.
+
+    CSC matrices are converted to CSR once, because minibatches slice rows.
+    """
+    if sparse.issparse(matrix) and matrix.format != "csr":
+        matrix = sparse.csr_matrix(matrix)
+    obs = pd.DataFrame(
+        {_LABEL_CODES_COLUMN: codes, _INDEX_COLUMN: np.arange(adata.n_obs, dtype=np.int64)},
+        index=pd.Index(adata.obs_names.astype(str)),
+    )
+    internal = ad.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
+    manager = AnnDataManager(
+        fields=[
+            LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False),
+            NumericalObsField(REGISTRY_KEYS.LABELS_KEY, _LABEL_CODES_COLUMN),
+            NumericalObsField(REGISTRY_KEYS.INDICES_KEY, _INDEX_COLUMN),
+        ],
+        setup_method_args={"setup_method_name": "setup_mudata", "setup_args": {"modality": name}},
+    )
+    manager.register_fields(internal)
+    return ModalityData(
+        name=name,
+        manager=manager,
+        obs_names=internal.obs_names,
+        var_names=internal.var_names,
+        matrix=internal.X,
+    )
+
+
+def feature_moments(
+    matrix: np.ndarray | sparse.spmatrix, *, log1p: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation, after log1p if asked, in row chunks.
+
+    Row chunks keep memory to one chunk of the matrix, never a dense copy of all of it.
+    """
+    n_obs, n_vars = matrix.shape
+    total = np.zeros(n_vars, dtype=np.float64)
+    total_sq = np.zeros(n_vars, dtype=np.float64)
+    for start in range(0, n_obs, _ROW_CHUNK):
+        block = matrix[start : start + _ROW_CHUNK]
+        if sparse.issparse(block):
+            block = sparse.csr_matrix(block, dtype=np.float64, copy=True)
+            if log1p:
+                np.log1p(block.data, out=block.data)
+            total += np.asarray(block.sum(axis=0)).ravel()
+            block.data **= 2
+            total_sq += np.asarray(block.sum(axis=0)).ravel()
+        else:
+            block = np.asarray(block, dtype=np.float64)
+            if log1p:
+                block = np.log1p(block)
+            total += block.sum(axis=0)
+            total_sq += (block**2).sum(axis=0)
+    mean = total / n_obs
+    var = np.maximum(total_sq / n_obs - mean**2, 0.0)
+    return mean, np.sqrt(var)

@@ -1,0 +1,119 @@
+"""Loss functions of Con-AAE, as pure functions of tensors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def batch_hard_triplet(z: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Triplet loss with batch-hard mining.
+
+    For each anchor, the positive is the farthest latent with the same label and the negative
+    the nearest latent with another label; the loss is ``mean(relu(d_ap - d_an + margin))`` over
+    anchors that have at least one other same-label latent and one other-label latent.
+
+    Parameters
+    ----------
+    z
+        Latents of shape (n, d), e.g. RNA and ATAC latents stacked.
+    labels
+        Integer labels of shape (n,).
+    margin
+        Margin alpha.
+
+    Returns
+    -------
+    Scalar tensor; zero (still differentiable) when no anchor qualifies.
+    """
+    dist = torch.cdist(z, z)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    positive_mask = same & ~eye
+    negative_mask = ~same
+    valid = positive_mask.any(dim=1) & negative_mask.any(dim=1)
+    if not bool(valid.any()):
+        return z.sum() * 0.0
+    hardest_positive = dist.masked_fill(~positive_mask, float("-inf")).amax(dim=1)
+    hardest_negative = dist.masked_fill(~negative_mask, float("inf")).amin(dim=1)
+    losses = F.relu(hardest_positive - hardest_negative + margin)
+    return losses[valid].mean()
+
+
+def augmented_view_triplet(z: torch.Tensor, z_view: torch.Tensor, margin: float) -> torch.Tensor:
+    """Self-supervised triplet loss: a cell's positive is a noise-augmented view of itself.
+
+    The negative of anchor ``i`` is the nearest augmented view of any other cell of the same
+    batch, so that the latent keeps cells apart without needing labels.
+
+    Parameters
+    ----------
+    z
+        Latents of shape (n, d).
+    z_view
+        Latents of the augmented views, shape (n, d), row ``i`` a view of cell ``i``.
+    margin
+        Margin alpha.
+
+    Returns
+    -------
+    Scalar tensor (zero when the batch holds a single cell).
+    """
+    n = len(z)
+    if n < 2:
+        return z.sum() * 0.0
+    dist = torch.cdist(z, z_view)
+    positive = dist.diagonal()
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    negative = dist.masked_fill(eye, float("inf")).amin(dim=1)
+    return F.relu(positive - negative + margin).mean()
+
+
+def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, *, n_kernels: int = 5) -> torch.Tensor:
+    """Maximum mean discrepancy between two samples with a sum of Gaussian kernels.
+
+    The bandwidths are powers of two around the mean pairwise squared distance of the pooled
+    sample (not back-propagated through), as is usual for MMD losses on latents.
+
+    Parameters
+    ----------
+    x
+        Sample of shape (n, d).
+    y
+        Sample of shape (m, d).
+    n_kernels
+        Number of kernels.
+
+    Returns
+    -------
+    Scalar tensor, the (biased) squared MMD estimate; 0 when the samples coincide.
+    """
+    pooled = torch.cat([x, y])
+    sq = torch.cdist(pooled, pooled).pow(2)
+    n = len(pooled)
+    base = sq.detach().sum() / max(n * n - n, 1)
+    base = base.clamp_min(1e-12) / (2 ** (n_kernels // 2))
+    kernel = sum(torch.exp(-sq / (base * 2**i)) for i in range(n_kernels))
+    nx = len(x)
+    k_xx = kernel[:nx, :nx].mean()
+    k_yy = kernel[nx:, nx:].mean()
+    k_xy = kernel[:nx, nx:].mean()
+    return k_xx + k_yy - 2 * k_xy
+
+
+def lsgan_generator(score_rna: torch.Tensor, score_atac: torch.Tensor) -> torch.Tensor:
+    """Least-squares adversarial loss of the encoders: make the discriminator swap modalities.
+
+    The discriminator is trained to score RNA latents 0 and ATAC latents 1, so the encoders are
+    rewarded for RNA latents scored 1 and ATAC latents scored 0.
+    """
+    return 0.5 * F.mse_loss(score_rna, torch.ones_like(score_rna)) + 0.5 * F.mse_loss(
+        score_atac, torch.zeros_like(score_atac)
+    )
+
+
+def lsgan_discriminator(score_rna: torch.Tensor, score_atac: torch.Tensor) -> torch.Tensor:
+    """Least-squares loss of the discriminator: RNA latents scored 0, ATAC latents scored 1."""
+    return 0.5 * F.mse_loss(score_rna, torch.zeros_like(score_rna)) + 0.5 * F.mse_loss(
+        score_atac, torch.ones_like(score_atac)
+    )

@@ -1,0 +1,297 @@
+"""The Con-AAE networks and losses as a plain :class:`torch.nn.Module`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _losses
+from ._constants import LOSS_KEYS, MODALITIES
+
+_CLIP = 10.0  # standardised inputs are clipped like `sc.pp.scale(max_value=10)`
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each loss term; a weight of 0 switches the term off.
+
+    The defaults are the paper's (Table 3: alpha = 10 on reconstruction, adversarial,
+    contrastive, cycle and MMD terms; beta = 1 on the classifier; 0.1 on the anchor term).
+    """
+
+    reconstruction: float = 10.0
+    adversarial: float = 10.0
+    cycle: float = 10.0
+    contrastive: float = 10.0
+    classifier: float = 1.0
+    anchor: float = 0.1
+    mmd: float = 10.0
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict form."""
+        return asdict(self)
+
+
+def _mlp(n_in: int, hidden: Sequence[int], n_out: int, *, dropout: float) -> nn.Sequential:
+    """Linear -> BatchNorm -> LeakyReLU blocks (the paper's Table 2), then a linear layer."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.LeakyReLU(0.2)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+class _Discriminator(nn.Module):
+    """Modality discriminator on the latent: 50 and 100 hidden units, one sigmoid output."""
+
+    def __init__(self, n_latent: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_latent, 50),
+            nn.LeakyReLU(0.2),
+            nn.Linear(50, 100),
+            nn.LeakyReLU(0.2),
+            nn.Linear(100, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
+
+
+class ConAAEModule(nn.Module):
+    """Two autoencoders into one latent space, a discriminator and a label classifier.
+
+    Parameters
+    ----------
+    n_input_rna, n_input_atac
+        Number of features of each modality.
+    hidden_rna, hidden_atac
+        Widths of the encoder hidden layers of each modality (decoders mirror them).
+    n_latent
+        Dimension of the shared latent space.
+    n_labels
+        Number of label categories; 0 means no classifier head.
+    log1p_rna, log1p_atac
+        Whether inputs are log1p-transformed before standardisation (for counts).
+    alignment
+        ``"adversarial"`` (the paper's discriminator), ``"mmd"`` (kernel MMD between the
+        latents of the two modalities) or ``"none"``.
+    contrastive
+        ``"supervised"`` (batch-hard triplet on labels, across modalities) or
+        ``"self_supervised"`` (the positive of a cell is a noise-augmented view of it).
+    weights
+        Weight of every loss term.
+    margin
+        Triplet margin alpha.
+    augmentation_noise
+        Standard deviation of the Gaussian noise, on standardised inputs, that makes the
+        augmented views of the self-supervised contrastive loss.
+    latent_batch_norm
+        Standardise each modality's latent with a non-affine BatchNorm at the encoder output.
+        Both latents then share first and second moments, which speeds up alignment.
+    dropout
+        Dropout rate in the hidden layers.
+    """
+
+    def __init__(
+        self,
+        n_input_rna: int,
+        n_input_atac: int,
+        *,
+        hidden_rna: Sequence[int],
+        hidden_atac: Sequence[int],
+        n_latent: int = 50,
+        n_labels: int = 0,
+        log1p_rna: bool = True,
+        log1p_atac: bool = True,
+        alignment: str = "adversarial",
+        contrastive: str = "supervised",
+        weights: LossWeights | None = None,
+        margin: float = 0.3,
+        augmentation_noise: float = 0.5,
+        latent_batch_norm: bool = True,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.n_latent = n_latent
+        self.n_labels = n_labels
+        self.alignment = alignment
+        self.contrastive = contrastive
+        self.weights = weights or LossWeights()
+        self.margin = margin
+        self.augmentation_noise = augmentation_noise
+        self.log1p = {MODALITIES.RNA: log1p_rna, MODALITIES.ATAC: log1p_atac}
+        sizes = {MODALITIES.RNA: n_input_rna, MODALITIES.ATAC: n_input_atac}
+        hidden = {MODALITIES.RNA: list(hidden_rna), MODALITIES.ATAC: list(hidden_atac)}
+        self.encoders = nn.ModuleDict()
+        self.decoders = nn.ModuleDict()
+        for mod, n_in in sizes.items():
+            encoder = _mlp(n_in, hidden[mod], n_latent, dropout=dropout)
+            if latent_batch_norm:
+                encoder.append(nn.BatchNorm1d(n_latent, affine=False))
+            self.encoders[mod] = encoder
+            self.decoders[mod] = _mlp(n_latent, hidden[mod][::-1], n_in, dropout=dropout)
+            # Per-feature moments of the (log1p-transformed) input, set from the data.
+            self.register_buffer(f"{mod}_mean", torch.zeros(n_in))
+            self.register_buffer(f"{mod}_std", torch.ones(n_in))
+        self.discriminator = _Discriminator(n_latent) if alignment == "adversarial" else None
+        self.classifier = nn.Linear(n_latent, n_labels) if n_labels > 0 else None
+
+    # ---- parameters groups for the two optimizers ----
+    def autoencoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters updated in the autoencoder step (encoders, decoders, classifier)."""
+        params = [*self.encoders.parameters(), *self.decoders.parameters()]
+        if self.classifier is not None:
+            params += list(self.classifier.parameters())
+        return params
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        """Parameters updated in the discriminator step."""
+        return [] if self.discriminator is None else list(self.discriminator.parameters())
+
+    # ---- forward pieces ----
+    def set_feature_moments(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the per-feature moments used to standardise inputs of ``modality``."""
+        std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        getattr(self, f"{modality}_mean").copy_(mean)
+        getattr(self, f"{modality}_std").copy_(std)
+
+    def standardize(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Raw input -> (log1p) -> per-feature z-score, clipped to +-10."""
+        if self.log1p[modality]:
+            x = torch.log1p(x.clamp_min(0))
+        x = (x - getattr(self, f"{modality}_mean")) / getattr(self, f"{modality}_std")
+        return x.clamp(-_CLIP, _CLIP)
+
+    def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Latent of raw inputs ``x`` of shape (n, n_features), shape (n, n_latent)."""
+        return self.encoders[modality](self.standardize(x, modality))
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        """Label logits of latents, shape (n, n_labels)."""
+        if self.classifier is None:
+            msg = "This model was set up without labels_key, so it has no label classifier."
+            raise RuntimeError(msg)
+        return self.classifier(z)
+
+    def discriminate(self, z: torch.Tensor) -> torch.Tensor:
+        """Discriminator score (0 = RNA, 1 = ATAC) of latents, shape (n,)."""
+        return self.discriminator(z)
+
+    # ---- losses ----
+    def loss(
+        self,
+        x_rna: torch.Tensor,
+        x_atac: torch.Tensor,
+        labels_rna: torch.Tensor | None = None,
+        labels_atac: torch.Tensor | None = None,
+        anchor_rna: torch.Tensor | None = None,
+        anchor_atac: torch.Tensor | None = None,
+        *,
+        adversarial_scale: float = 1.0,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Every loss term of the autoencoder step, by name, and the latents.
+
+        Parameters
+        ----------
+        x_rna, x_atac
+            Raw minibatches of the two modalities, drawn independently: shapes (n, p) and
+            (m, q); row i of one is not row i of the other.
+        labels_rna, labels_atac
+            Label codes of shape (n,) and (m,); -1 marks unlabelled cells.
+        anchor_rna, anchor_atac
+            Raw profiles of known pairs, row i of one paired with row i of the other; only
+            given in anchor mode.
+        adversarial_scale
+            Multiplier of the adversarial weight (0 during the autoencoder warm-up).
+
+        Returns
+        -------
+        The terms (each unweighted, plus ``"loss"``, the weighted sum) and the latents
+        ``{"rna": (n, n_latent), "atac": (m, n_latent)}``.
+        """
+        w = self.weights
+        x = {MODALITIES.RNA: self.standardize(x_rna, MODALITIES.RNA)}
+        x[MODALITIES.ATAC] = self.standardize(x_atac, MODALITIES.ATAC)
+        z = {mod: self.encoders[mod](x[mod]) for mod in x}
+        terms: dict[str, torch.Tensor] = {}
+        total = z[MODALITIES.RNA].new_zeros(())
+
+        if w.reconstruction > 0:
+            for mod, key in (
+                (MODALITIES.RNA, LOSS_KEYS.RECONSTRUCTION_RNA),
+                (MODALITIES.ATAC, LOSS_KEYS.RECONSTRUCTION_ATAC),
+            ):
+                terms[key] = F.mse_loss(self.decoders[mod](z[mod]), x[mod])
+                total = total + w.reconstruction * terms[key]
+
+        if self.alignment == "adversarial" and w.adversarial > 0:
+            terms[LOSS_KEYS.ADVERSARIAL] = _losses.lsgan_generator(
+                self.discriminate(z[MODALITIES.RNA]), self.discriminate(z[MODALITIES.ATAC])
+            )
+            total = total + adversarial_scale * w.adversarial * terms[LOSS_KEYS.ADVERSARIAL]
+        elif self.alignment == "mmd" and w.mmd > 0:
+            terms[LOSS_KEYS.MMD] = _losses.gaussian_mmd(z[MODALITIES.RNA], z[MODALITIES.ATAC])
+            total = total + adversarial_scale * w.mmd * terms[LOSS_KEYS.MMD]
+
+        if w.cycle > 0:
+            # RNA latent -> ATAC decoder -> ATAC encoder returns the same latent, and vice versa.
+            cycle_rna = self.encoders[MODALITIES.ATAC](self.decoders[MODALITIES.ATAC](z["rna"]))
+            cycle_atac = self.encoders[MODALITIES.RNA](self.decoders[MODALITIES.RNA](z["atac"]))
+            terms[LOSS_KEYS.CYCLE] = F.mse_loss(cycle_rna, z["rna"]) + F.mse_loss(
+                cycle_atac, z["atac"]
+            )
+            total = total + w.cycle * terms[LOSS_KEYS.CYCLE]
+
+        labels = None
+        if labels_rna is not None and labels_atac is not None:
+            labels = torch.cat([labels_rna.reshape(-1), labels_atac.reshape(-1)]).long()
+        z_all = torch.cat([z[MODALITIES.RNA], z[MODALITIES.ATAC]])
+
+        if w.contrastive > 0:
+            if self.contrastive == "supervised" and labels is not None:
+                known = labels >= 0
+                terms[LOSS_KEYS.CONTRASTIVE] = _losses.batch_hard_triplet(
+                    z_all[known], labels[known], self.margin
+                )
+            else:
+                views = {
+                    mod: self.encoders[mod](x[mod] + self.augmentation_noise * torch.randn_like(x[mod]))
+                    for mod in x
+                }
+                terms[LOSS_KEYS.CONTRASTIVE] = sum(
+                    _losses.augmented_view_triplet(z[mod], views[mod], self.margin) for mod in x
+                )
+            total = total + w.contrastive * terms[LOSS_KEYS.CONTRASTIVE]
+
+        if self.classifier is not None and labels is not None and w.classifier > 0:
+            known = labels >= 0
+            if bool(known.any()):
+                terms[LOSS_KEYS.CLASSIFIER] = F.cross_entropy(
+                    self.classifier(z_all[known]), labels[known]
+                )
+                total = total + w.classifier * terms[LOSS_KEYS.CLASSIFIER]
+
+        if anchor_rna is not None and anchor_atac is not None and w.anchor > 0:
+            terms[LOSS_KEYS.ANCHOR] = F.mse_loss(
+                self.encode(anchor_rna, MODALITIES.RNA), self.encode(anchor_atac, MODALITIES.ATAC)
+            )
+            total = total + w.anchor * terms[LOSS_KEYS.ANCHOR]
+
+        terms[LOSS_KEYS.TOTAL] = total
+        return terms, z
+
+    def discriminator_loss(self, z_rna: torch.Tensor, z_atac: torch.Tensor) -> torch.Tensor:
+        """Least-squares loss of the discriminator on (detached) latents."""
+        return _losses.lsgan_discriminator(
+            self.discriminate(z_rna.detach()), self.discriminate(z_atac.detach())
+        )

@@ -1,0 +1,191 @@
+"""Lightning training plan: autoencoder step, then discriminator step, on unpaired minibatches."""
+
+from __future__ import annotations
+
+import math
+from itertools import cycle
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ._compat import TrainingPlan
+from ._constants import LOSS_KEYS, REGISTRY_KEYS
+from ._module import ConAAEModule
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite during training."""
+
+
+class UnpairedLoader(DataLoader):
+    """Iterates the per-modality loaders side by side; each shuffles on its own.
+
+    An epoch is one pass over the largest loader; the others are cycled. Row ``i`` of one
+    modality's minibatch is unrelated to row ``i`` of the other's: nothing is paired by order.
+    The optional anchor loader (known pairs) is cycled too.
+    """
+
+    def __init__(self, loaders: list[DataLoader]):
+        self.loaders = loaders
+        self.largest = int(np.argmax([len(dl) for dl in loaders]))
+        super().__init__(loaders[self.largest])
+
+    def __len__(self) -> int:
+        return len(self.loaders[self.largest])
+
+    def __iter__(self):
+        iterators = [
+            iter(dl) if i == self.largest else cycle(dl) for i, dl in enumerate(self.loaders)
+        ]
+        return zip(*iterators, strict=False)
+
+
+class ConAAETrainingPlan(TrainingPlan):
+    """Two optimizers: autoencoders plus classifier, and the discriminator.
+
+    Each minibatch first updates the autoencoders and classifier with the weighted sum of all
+    terms, then (every ``n_steps_autoencoder`` autoencoder steps) makes
+    ``n_steps_discriminator`` discriminator updates on the detached latents.
+
+    Parameters
+    ----------
+    module
+        The Con-AAE module.
+    lr
+        Learning rate of the autoencoders and classifier.
+    lr_discriminator
+        Learning rate of the discriminator (``None``: same as ``lr``).
+    weight_decay
+        Adam weight decay of the autoencoders.
+    betas
+        Adam betas of both optimizers.
+    n_steps_autoencoder, n_steps_discriminator
+        k1 autoencoder steps per k2 discriminator steps.
+    n_epochs_warmup
+        Epochs of autoencoder-only training (no adversarial or MMD term, no discriminator
+        update) before the adversarial game starts.
+    """
+
+    def __init__(
+        self,
+        module: ConAAEModule,
+        *,
+        lr: float = 1e-3,
+        lr_discriminator: float | None = None,
+        weight_decay: float = 1e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        n_steps_autoencoder: int = 1,
+        n_steps_discriminator: int = 1,
+        n_epochs_warmup: int = 0,
+    ):
+        super().__init__(module, lr=lr, weight_decay=weight_decay)
+        self.automatic_optimization = False
+        self.lr_discriminator = lr if lr_discriminator is None else lr_discriminator
+        self.betas = tuple(betas)
+        self.n_steps_autoencoder = n_steps_autoencoder
+        self.n_steps_discriminator = n_steps_discriminator
+        self.n_epochs_warmup = n_epochs_warmup
+        self._autoencoder_steps = 0
+
+    @property
+    def _adversarial_on(self) -> bool:
+        return self.current_epoch >= self.n_epochs_warmup
+
+    def configure_optimizers(self):
+        """Adam for the autoencoders and classifier; Adam for the discriminator, if any."""
+        optimizers = [
+            torch.optim.Adam(
+                self.module.autoencoder_parameters(),
+                lr=self.lr,
+                betas=self.betas,
+                weight_decay=self.weight_decay,
+            )
+        ]
+        if self.module.discriminator is not None:
+            optimizers.append(
+                torch.optim.Adam(
+                    self.module.discriminator_parameters(), lr=self.lr_discriminator, betas=self.betas
+                )
+            )
+        return optimizers
+
+    def _terms(self, batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        rna, atac = batch[0], batch[1]
+        anchor = batch[2] if len(batch) > 2 else None
+        return self.module.loss(
+            rna[REGISTRY_KEYS.X_KEY],
+            atac[REGISTRY_KEYS.X_KEY],
+            rna[REGISTRY_KEYS.LABELS_KEY],
+            atac[REGISTRY_KEYS.LABELS_KEY],
+            None if anchor is None else anchor["rna"],
+            None if anchor is None else anchor["atac"],
+            adversarial_scale=1.0 if self._adversarial_on else 0.0,
+        )
+
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            if not bool(torch.isfinite(value.detach()).all()):
+                msg = (
+                    f"The {name!r} loss became {value.item()} at epoch {self.current_epoch}. "
+                    "Lower the learning rate (train(plan_kwargs={'lr': ...})), lower that term's "
+                    "weight, or check the input for extreme values."
+                )
+                raise NonFiniteLossError(msg)
+
+    def _log_terms(self, terms: dict[str, torch.Tensor], mode: str, batch_size: int) -> None:
+        for name, value in terms.items():
+            key = f"{mode}_loss" if name == LOSS_KEYS.TOTAL else f"{name}_{mode}"
+            self.log(
+                key,
+                value.detach(),
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == LOSS_KEYS.TOTAL and mode == "train",
+                batch_size=batch_size,
+                sync_dist=self.use_sync_dist,
+            )
+
+    def training_step(self, batch, batch_idx):
+        """One autoencoder update, then the discriminator updates that are due."""
+        optimizers = self.optimizers()
+        if not isinstance(optimizers, list | tuple):
+            optimizers = [optimizers]
+        ae_optimizer = optimizers[0]
+        terms, z = self._terms(batch)
+        self._check_finite(terms)
+        ae_optimizer.zero_grad()
+        self.manual_backward(terms[LOSS_KEYS.TOTAL])
+        ae_optimizer.step()
+        self._autoencoder_steps += 1
+
+        due = self._autoencoder_steps % self.n_steps_autoencoder == 0
+        if len(optimizers) > 1 and self._adversarial_on and due:
+            disc_optimizer = optimizers[1]
+            for _ in range(self.n_steps_discriminator):
+                disc_loss = self.module.discriminator_loss(z["rna"], z["atac"])
+                disc_optimizer.zero_grad()
+                self.manual_backward(disc_loss)
+                disc_optimizer.step()
+            terms[LOSS_KEYS.DISCRIMINATOR] = disc_loss.detach()
+        self._log_terms(terms, "train", batch_size=len(z["rna"]) + len(z["atac"]))
+
+    def validation_step(self, batch, batch_idx):
+        """All loss terms on held-out cells of both modalities."""
+        terms, z = self._terms(batch)
+        if self.module.discriminator is not None:
+            terms[LOSS_KEYS.DISCRIMINATOR] = self.module.discriminator_loss(z["rna"], z["atac"])
+        self._log_terms(terms, "validation", batch_size=len(z["rna"]) + len(z["atac"]))
+
+
+def steps_per_epoch(n_cells: int, batch_size: int) -> int:
+    """Minibatches per epoch for the larger modality."""
+    return max(1, math.floor(n_cells / batch_size))
+
+
+def collate_anchor(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack anchor pairs into ``{"rna": (b, p), "atac": (b, q)}``."""
+    return {
+        key: torch.as_tensor(np.stack([item[key] for item in batch])) for key in ("rna", "atac")
+    }
