@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import datasets, tl
 from ._constants import LOSS_KEYS, OUTPUT_KEYS, REGISTRY_KEYS, TRUE_PARTNER_KEY
 from ._model import ConAAE
 from ._module import ConAAEModule, LossWeights
@@ -15,13 +16,15 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
 __all__ = [
-    "ConAAE",
-    "ConAAEModule",
-    "ConAAETrainingPlan",
-    "LossWeights",
     "LOSS_KEYS",
     "OUTPUT_KEYS",
     "REGISTRY_KEYS",
     "TRUE_PARTNER_KEY",
+    "ConAAE",
+    "ConAAEModule",
+    "ConAAETrainingPlan",
+    "LossWeights",
     "__version__",
+    "datasets",
+    "tl",
 ]

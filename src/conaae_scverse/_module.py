@@ -265,7 +265,9 @@ class ConAAEModule(nn.Module):
                 )
             else:
                 views = {
-                    mod: self.encoders[mod](x[mod] + self.augmentation_noise * torch.randn_like(x[mod]))
+                    mod: self.encoders[mod](
+                        x[mod] + self.augmentation_noise * torch.randn_like(x[mod])
+                    )
                     for mod in x
                 }
                 terms[LOSS_KEYS.CONTRASTIVE] = sum(

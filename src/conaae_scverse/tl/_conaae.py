@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._model import ConAAE
+
+if TYPE_CHECKING:
+    from mudata import MuData
+
+
+def conaae(
+    mdata: MuData,
+    rna_mod: str = "rna",
+    atac_mod: str = "atac",
+    *,
+    labels_key: str | None = None,
+    rna_layer: str | None = None,
+    atac_layer: str | None = None,
+    anchor_key: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    match: Literal["nearest", "one_to_one"] = "nearest",
+    **train_kwargs: Any,
+) -> ConAAE:
+    """Set up, train and write the results of a :class:`~conaae_scverse.ConAAE` in one call.
+
+    Writes ``.obsm["X_conaae"]``, ``.obs["conaae_match"]``, ``.obs["conaae_match_distance"]``
+    and, with labels, ``.obs["conaae_label"]`` and ``.obs["conaae_label_confidence"]`` into both
+    modalities (see :meth:`~conaae_scverse.ConAAE.write_results`).
+
+    Parameters
+    ----------
+    mdata
+        MuData with an RNA and an ATAC modality, paired or unpaired.
+    rna_mod, atac_mod
+        Names of the modalities.
+    labels_key
+        Optional obs column with cell labels, in one or both modalities.
+    rna_layer, atac_layer
+        Layers to use instead of ``.X``.
+    anchor_key
+        Explicit paired supervision, see :meth:`~conaae_scverse.ConAAE.setup_mudata`.
+    model_kwargs
+        Hyperparameters of :class:`~conaae_scverse.ConAAE` (e.g. ``n_latent``).
+    match
+        Cell matching method, ``"nearest"`` or ``"one_to_one"``.
+    **train_kwargs
+        Arguments of :meth:`~conaae_scverse.ConAAE.train` (e.g. ``max_epochs``).
+
+    Returns
+    -------
+    The trained model.
+
+    Examples
+    --------
+    >>> import conaae_scverse as ca
+    >>> mdata = ca.datasets.simulate()
+    >>> model = ca.tl.conaae(mdata, labels_key="batch", max_epochs=50)
+    >>> mdata["atac"].obs["conaae_match"].head()
+    """
+    ConAAE.setup_mudata(
+        mdata,
+        rna_mod=rna_mod,
+        atac_mod=atac_mod,
+        rna_layer=rna_layer,
+        atac_layer=atac_layer,
+        labels_key=labels_key,
+        anchor_key=anchor_key,
+    )
+    model = ConAAE(mdata, **dict(model_kwargs or {}))
+    model.train(**train_kwargs)
+    model.write_results(match=match)
+    return model
