@@ -20,7 +20,7 @@ def block_shapes(monkeypatch, small_chunks):
     real = _distances.cdist
 
     def spy(a, b, metric):
-        out = real(a, b, metric=metric)
+        out = real(a, b, metric)
         shapes.append(out.shape)
         return out
 

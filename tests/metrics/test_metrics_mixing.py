@@ -91,3 +91,13 @@ def test_errors():
         modality_mixing(x, x, metric="l3")
     with pytest.raises(ValueError, match="NaN or infinite"):
         modality_mixing(x, np.full((2, 2), np.nan))
+
+
+def test_overflowing_distances(rng):
+    # distances between +1e308 and -1e308 overflow to inf, so the k-th distance can be inf
+    x = np.array([[1e308], [-1e308], [1e308]])
+    y = np.array([[1e308], [-1e308]])
+    for k in (1, 2, 3, 4):
+        value = modality_mixing(x, y, k=k)
+        assert 0.0 <= value <= 1.0
+        assert value == pytest.approx(oracle.mixing(x, y, k))

@@ -10,6 +10,7 @@ from conaae_scverse import TRUE_PARTNER_KEY
 from conaae_scverse.metrics import (
     evaluate_alignment,
     foscttm,
+    foscttm_per_cell,
     integration_accuracy,
     label_transfer_accuracy,
     modality_mixing,
@@ -147,6 +148,22 @@ def test_evaluate_alignment_keys_and_values(shuffled):
         label_transfer_accuracy(x, labels, y, labels, metric="l1")
     )
     assert scores["integration_accuracy"] == integration_accuracy(x, labels, y, labels) == 1.0
+
+
+def test_evaluate_alignment_matches_functions_on_noisy_embedding(shuffled):
+    mdata, order = shuffled
+    rng = np.random.default_rng(11)
+    atac = mdata.mod["atac"]
+    atac.obsm["X_conaae"] = atac.obsm["X_conaae"] + rng.normal(size=(30, 4))
+    x = mdata.mod["rna"].obsm["X_conaae"]
+    y = atac.obsm["X_conaae"][np.argsort(order)]
+    fx, fy = foscttm_per_cell(x, y)
+    assert fx.mean() != pytest.approx(fy.mean())  # the two directions differ here
+    scores = evaluate_alignment(mdata, ks=(1, 5))
+    assert scores["foscttm"] == pytest.approx(foscttm(x, y))
+    assert scores["recall@5"] == recall_at_k(x, y, k=5, metric="l1")
+    assert scores["recall@1_l2"] == recall_at_k(x, y, k=1, metric="l2")
+    assert 0.0 < scores["recall@5"] < 1.0
 
 
 def test_evaluate_alignment_l2_primary(shuffled):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy.spatial.distance import cdist
+import torch
 
 from ._validation import Metric
 
@@ -13,7 +13,23 @@ from ._validation import Metric
 #: (2048 x 50,000 cells is about 0.8 GB). Tests lower it to exercise the blocking.
 _CHUNK_SIZE = 2048
 
-_SCIPY_METRIC = {"l1": "cityblock", "l2": "euclidean"}
+_P = {"l1": 1.0, "l2": 2.0}
+
+
+def cdist(query: np.ndarray, reference: np.ndarray, metric: Metric) -> np.ndarray:
+    """Exact float64 distances of shape (n_query, n_reference), one pair at a time.
+
+    Uses :func:`torch.cdist` (multi-threaded on CPU) without the matrix-product shortcut for
+    Euclidean distances: that shortcut is faster but rounds equal pairs of points to
+    slightly different distances, which would break exact ties.
+    """
+    out = torch.cdist(
+        torch.from_numpy(np.ascontiguousarray(query, dtype=np.float64)),
+        torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64)),
+        p=_P[metric],
+        compute_mode="donot_use_mm_for_euclid_dist",
+    )
+    return out.numpy()
 
 
 def distance_blocks(
@@ -22,10 +38,10 @@ def distance_blocks(
     """Yield ``(start, distances)`` for consecutive blocks of query rows.
 
     ``distances`` has shape (block_rows, n_reference) and holds the distances of query rows
-    ``start : start + block_rows`` to every reference row. Each distance is computed on its
-    own pair of rows, so equal pairs of points always get bitwise-equal distances.
+    ``start : start + block_rows`` to every reference row, so memory is
+    O(``_CHUNK_SIZE`` x n_reference). Each distance depends only on its own pair of rows, so
+    equal pairs of points get bitwise-equal distances wherever they sit.
     """
     chunk = max(1, int(_CHUNK_SIZE))
-    name = _SCIPY_METRIC[metric]
     for start in range(0, len(query), chunk):
-        yield start, cdist(query[start : start + chunk], reference, metric=name)
+        yield start, cdist(query[start : start + chunk], reference, metric)

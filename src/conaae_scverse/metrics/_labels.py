@@ -27,8 +27,9 @@ def label_transfer_accuracy(
     every query cell; the score is the fraction of query cells whose prediction equals
     their true label. Cells with a missing label (NaN / None) are left out: on the
     reference side they do not vote, on the query side they are not scored. ``k`` larger
-    than the number of labelled reference cells is lowered to it. Vote ties go to the
-    label seen first.
+    than the number of labelled reference cells is lowered to it. A tied vote goes to the
+    label that appears first in ``labels_ref``; which of several reference cells tied at
+    the ``k``-th distance vote is left to scikit-learn.
 
     Parameters
     ----------

@@ -17,6 +17,8 @@ def modality_mixing(x: ArrayLike, y: ArrayLike, *, k: int = 15, metric: Metric =
     the *other* modality, and ``e`` the fraction expected under perfect mixing,
     ``n_other / (N - 1)``. The cell scores ``min(f / e, 1)``; the result is the mean over all
     ``N`` cells. Fully separated modalities score 0, perfectly interleaved ones about 1.
+    Mixing alone does not reward alignment: a collapsed embedding (all cells at one point)
+    also scores 1, so read it together with :func:`recall_at_k` or :func:`foscttm`.
 
     Neighbours tied at the ``k``-th distance share the remaining places in proportion (the
     expectation under random tie-breaking), so the score does not depend on row order.
@@ -59,18 +61,23 @@ def modality_mixing(x: ArrayLike, y: ArrayLike, *, k: int = 15, metric: Metric =
     expected = np.where(is_y, n_x, n_y) / (n - 1)
     scores = np.empty(n, dtype=np.float64)
     for start, dist in _distances.distance_blocks(pooled, pooled, metric):
-        rows = np.arange(len(dist))
-        not_self = np.ones(dist.shape, dtype=bool)
-        not_self[rows, start + rows] = False
-        dist[~not_self] = np.inf
-        radius = np.partition(dist, k - 1, axis=1)[:, k - 1]
-        closer = (dist < radius[:, None]) & not_self
-        tied = (dist == radius[:, None]) & not_self
-        other = is_y[None, :] != is_y[start : start + len(dist), None]
-        n_closer = closer.sum(axis=1)
-        n_tied = tied.sum(axis=1)
-        other_tied = (tied & other).sum(axis=1)
-        n_other = (closer & other).sum(axis=1) + (k - n_closer) * other_tied / n_tied
         block = slice(start, start + len(dist))
+        rows = np.arange(len(dist))
+        dist[rows, start + rows] = np.inf  # a cell is not its own neighbour
+        radius = np.partition(dist, k - 1, axis=1)[:, k - 1][:, None]
+        # the pooled columns are [x | y]: count per modality on contiguous slices
+        closer_x = (dist[:, :n_x] < radius).sum(axis=1)
+        closer_y = (dist[:, n_x:] < radius).sum(axis=1)
+        tied_x = (dist[:, :n_x] == radius).sum(axis=1)
+        tied_y = (dist[:, n_x:] == radius).sum(axis=1)
+        # the cell itself (at inf) ties only when the k-th distance overflowed to inf
+        self_tied = np.isinf(radius[:, 0])
+        row_is_y = is_y[block]
+        tied_x -= self_tied & ~row_is_y
+        tied_y -= self_tied & row_is_y
+        other_closer = np.where(row_is_y, closer_x, closer_y)
+        other_tied = np.where(row_is_y, tied_x, tied_y)
+        n_closer = closer_x + closer_y
+        n_other = other_closer + (k - n_closer) * other_tied / (tied_x + tied_y)
         scores[block] = np.minimum(n_other / k / expected[block], 1.0)
     return float(scores.mean())
