@@ -53,7 +53,7 @@ class SetupArgs:
         return self.rna_mod if modality == MODALITIES.RNA else self.atac_mod
 
     def layer(self, modality: str) -> str | None:
-        """Registered layer of the internal modality (``None`` is ``X``)."""
+        """Return the registered layer of the internal modality (``None`` is ``X``)."""
         return self.rna_layer if modality == MODALITIES.RNA else self.atac_layer
 
 
@@ -69,7 +69,7 @@ def remember_setup(mdata: MuData, setup: SetupArgs) -> None:
 
 
 def recall_setup(mdata: MuData) -> SetupArgs | None:
-    """Setup arguments recorded for ``mdata``, if any."""
+    """Return the setup arguments recorded for ``mdata``, if any."""
     entry = _SETUP_STORE.get(id(mdata))
     if entry is None or entry[0]() is not mdata:
         return None
@@ -97,7 +97,7 @@ def check_mudata(mdata: Any) -> None:
 
 
 def get_modality(mdata: MuData, mod_name: str, role: str) -> ad.AnnData:
-    """The AnnData of modality ``mod_name``, with a clear error when it is missing or empty."""
+    """Return the AnnData of modality ``mod_name``; fail clearly if it is missing or empty."""
     if not isinstance(mod_name, str):
         msg = f"`{role}_mod` must be a string naming a modality, got {mod_name!r}."
         raise TypeError(msg)
@@ -131,7 +131,9 @@ def get_modality(mdata: MuData, mod_name: str, role: str) -> ad.AnnData:
     return adata
 
 
-def get_matrix(adata: ad.AnnData, layer: str | None, mod_name: str) -> np.ndarray | sparse.spmatrix:
+def get_matrix(
+    adata: ad.AnnData, layer: str | None, mod_name: str
+) -> np.ndarray | sparse.spmatrix:
     """``X`` or ``layers[layer]`` of ``adata``, checked to be a finite numeric 2-D matrix."""
     if layer is None:
         matrix = adata.X
@@ -159,7 +161,10 @@ def get_matrix(adata: ad.AnnData, layer: str | None, mod_name: str) -> np.ndarra
         )
         raise TypeError(msg)
     if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
-        msg = f"{where} has dtype {values.dtype}; it must be numeric. Convert it with `.astype(float)`."
+        msg = (
+            f"{where} has dtype {values.dtype}; it must be numeric. Convert it with "
+            "`.astype(float)`."
+        )
         raise TypeError(msg)
     if np.issubdtype(values.dtype, np.complexfloating):
         msg = f"{where} has complex dtype {values.dtype}; it must be real-valued."
@@ -257,8 +262,8 @@ def anchor_pairs(
     else:
         if anchor_key not in rna.obs:
             msg = (
-                f"anchor_key {anchor_key!r} is not a column of mdata.mod[{rna_mod!r}].obs. It must "
-                f"hold, for each RNA cell, the obs_name of its known partner in {atac_mod!r} "
+                f"anchor_key {anchor_key!r} is not a column of mdata.mod[{rna_mod!r}].obs. It "
+                f"must hold, for each RNA cell, the obs_name of its known partner in {atac_mod!r} "
                 f"(NaN if unknown); or pass anchor_key={ANCHOR_BY_OBS_NAMES!r} to pair cells with "
                 "equal obs_names."
             )

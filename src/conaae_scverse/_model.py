@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
+import signal
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,7 +22,7 @@ from ._compat import AnnDataLoader, Trainer, parse_device_args
 from ._constants import MODALITIES, OUTPUT_KEYS
 from ._module import ConAAEModule, LossWeights
 from ._neighbors import nearest_neighbors, one_to_one_matching
-from ._training_plan import ConAAETrainingPlan, UnpairedLoader
+from ._training_plan import ConAAETrainingPlan, EpochSnapshot, UnpairedLoader
 
 if TYPE_CHECKING:
     from mudata import MuData
@@ -29,11 +32,11 @@ logger = logging.getLogger(__name__)
 Modality = Literal["rna", "atac"]
 InputTransform = Literal["auto", "log1p", "none"]
 _DEFAULT_HIDDEN = (256, 128)
-_TARGET_STEPS = 3000  # default number of training steps, see `ConAAE.train`
+_TARGET_STEPS = 1000  # default number of training steps, see `ConAAE.train`
 
 
 class ConAAE:
-    """Contrastive cycle adversarial autoencoders for RNA + ATAC alignment :cite:`Wang2023`.
+    """Contrastive cycle adversarial autoencoders for RNA + ATAC alignment (Wang et al. 2023).
 
     One autoencoder per modality maps cells into a shared latent space. A discriminator on the
     latents (or an MMD penalty) aligns the two modalities, latent cycle-consistency ties the
@@ -43,7 +46,7 @@ class ConAAE:
 
     Wang, X., Hu, Z., Yu, T., Wang, Y., Wang, R., Wei, Y., Shu, J., Ma, J. & Li, Y.
     *Con-AAE: contrastive cycle adversarial autoencoders for single-cell multi-omics alignment
-    and integration.* Bioinformatics Advances 3, vbad001 (2023).
+    and integration.* Bioinformatics 39(4), btad162 (2023). doi:10.1093/bioinformatics/btad162
 
     Parameters
     ----------
@@ -115,20 +118,23 @@ class ConAAE:
     ):
         self.init_params_ = {
             "n_latent": n_latent,
-            "n_hidden": n_hidden if isinstance(n_hidden, str) else [int(h) for h in n_hidden],
+            "n_hidden": _normalize_hidden(n_hidden),
             "alignment": alignment,
             "contrastive": contrastive,
-            "loss_weights": dict(loss_weights or {}),
+            "loss_weights": _normalize_mapping("loss_weights", loss_weights),
             "margin": margin,
             "augmentation_noise": augmentation_noise,
             "latent_batch_norm": latent_batch_norm,
             "dropout": dropout,
             "input_transform": (
-                input_transform if isinstance(input_transform, str) else dict(input_transform)
+                input_transform
+                if isinstance(input_transform, str)
+                else _normalize_mapping("input_transform", input_transform)
             ),
             "seed": seed,
         }
         _validate_hyperparameters(self.init_params_)
+        _data.check_mudata(mdata)
         setup = _data.recall_setup(mdata)
         if setup is None:
             msg = (
@@ -138,10 +144,20 @@ class ConAAE:
             raise ValueError(msg)
         self.mdata = mdata
         self.setup_ = setup
+        # Checked again: the MuData may have changed since setup_mudata.
         adatas = {
-            MODALITIES.RNA: mdata.mod[setup.rna_mod],
-            MODALITIES.ATAC: mdata.mod[setup.atac_mod],
+            MODALITIES.RNA: _data.get_modality(mdata, setup.rna_mod, MODALITIES.RNA),
+            MODALITIES.ATAC: _data.get_modality(mdata, setup.atac_mod, MODALITIES.ATAC),
         }
+        if isinstance(input_transform, Mapping):
+            allowed = {*MODALITIES, setup.rna_mod, setup.atac_mod}
+            unknown = sorted(set(map(str, input_transform)) - allowed)
+            if unknown:
+                msg = (
+                    f"input_transform has keys {unknown} that name no modality; use "
+                    f"{sorted(allowed)}."
+                )
+                raise KeyError(msg)
         matrices = {
             mod: _data.get_matrix(adatas[mod], setup.layer(mod), setup.mod_name(mod))
             for mod in MODALITIES
@@ -235,9 +251,19 @@ class ConAAE:
             )
         if _registry is None:
             for mod in MODALITIES:
-                mean, std = _data.feature_moments(matrices[mod], log1p=log1p[mod])
+                with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked below
+                    mean, std = _data.feature_moments(matrices[mod], log1p=log1p[mod])
+                if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+                    msg = (
+                        f"Modality {setup.mod_name(mod)!r} has values too large to standardise "
+                        "(their squares overflow float64). Scale them down or log-transform "
+                        "them first."
+                    )
+                    raise ValueError(msg)
                 self.module.set_feature_moments(
-                    mod, torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+                    mod,
+                    torch.as_tensor(mean, dtype=torch.float32),
+                    torch.as_tensor(std, dtype=torch.float32),
                 )
         self.module.eval()
         self.is_trained_ = False
@@ -336,11 +362,21 @@ class ConAAE:
         RNA and ATAC minibatches are drawn independently, each modality shuffled on its own;
         an epoch is one pass over the larger modality.
 
+        Every argument is checked before training starts. If training stops early, by Ctrl+C
+        (KeyboardInterrupt) or by an error such as
+        :class:`~conaae_scverse._training_plan.NonFiniteLossError` (a NaN or infinite loss
+        term), the model is left usable: it keeps the weights of the last completed epoch
+        (or its weights before this call) and the history of the completed epochs, and the
+        exception is re-raised. A KeyboardInterrupt is re-raised as KeyboardInterrupt (not as
+        the ``SystemExit`` Lightning turns it into), so a script stops as asked, while in a
+        notebook the model can be used or trained further at once. Calling ``train`` again
+        continues from the current weights and appends to :attr:`history`.
+
         Parameters
         ----------
         max_epochs
-            Passes over the larger modality. Default: about 3,000 minibatch steps, i.e.
-            ``clip(3000 / steps_per_epoch, 20, 500)`` epochs.
+            Passes over the larger modality. Default: about 1,000 minibatch steps, i.e.
+            ``clip(1000 / steps_per_epoch, 20, 500)`` epochs.
         batch_size
             Cells per minibatch of each modality (the paper uses 32; larger batches give the
             triplet mining and the discriminator more cells to compare and train faster).
@@ -379,22 +415,47 @@ class ConAAE:
             if train_size + validation_size > 1 + 1e-9:
                 msg = "train_size + validation_size must be at most 1."
                 raise ValueError(msg)
-        for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs)):
-            if value is not None and (not isinstance(value, int | np.integer) or value < 1):
-                msg = f"{name} must be a positive integer, got {value!r}."
-                raise ValueError(msg)
-        if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
+        if max_epochs is not None and (not _is_int(max_epochs) or max_epochs < 1):
+            msg = f"max_epochs must be a positive integer, got {max_epochs!r}."
+            raise ValueError(msg)
+        if not _is_int(batch_size) or batch_size < 2:
+            msg = (
+                f"batch_size must be an integer >= 2 (BatchNorm needs at least 2 cells per "
+                f"minibatch), got {batch_size!r}."
+            )
+            raise ValueError(msg)
+        if not (_is_number(lr) and lr > 0 and math.isfinite(lr)):
             msg = f"lr must be a positive number, got {lr!r}."
             raise ValueError(msg)
+        _check_count("early_stopping_patience", early_stopping_patience, 1)
+        _check_count("n_epochs_warmup", n_epochs_warmup, 0)
+        if check_val_every_n_epoch is not None:
+            _check_count("check_val_every_n_epoch", check_val_every_n_epoch, 1)
+        if seed is not None:
+            _check_count("seed", seed, 0)
+        plan_kwargs = _normalize_mapping("plan_kwargs", plan_kwargs)
+        plan_args = set(inspect.signature(ConAAETrainingPlan).parameters) - {"module"}
+        for key in plan_kwargs:
+            if key in ("lr", "n_epochs_warmup"):
+                msg = f"Pass {key} as an argument of train ({key}=...), not in plan_kwargs."
+                raise TypeError(msg)
+            if key not in plan_args:
+                msg = (
+                    f"Unknown plan_kwargs key {key!r}; the training plan accepts "
+                    f"{sorted(plan_args - {'lr', 'n_epochs_warmup'})}."
+                )
+                raise TypeError(msg)
         seed = self.init_params_["seed"] + 1000 * self.n_train_calls_ if seed is None else seed
         rng = np.random.default_rng(seed)
 
         train_idx, val_idx = {}, {}
         for mod, data in self.modalities_.items():
             perm = rng.permutation(data.n_obs)
-            n_train = max(1, int(round(train_size * data.n_obs)))
-            n_val = data.n_obs - n_train if validation_size is None else int(
-                round(validation_size * data.n_obs)
+            n_train = max(1, round(train_size * data.n_obs))
+            n_val = (
+                data.n_obs - n_train
+                if validation_size is None
+                else round(validation_size * data.n_obs)
             )
             train_idx[mod] = np.sort(perm[:n_train])
             val_idx[mod] = np.sort(perm[n_train : n_train + n_val])
@@ -409,7 +470,10 @@ class ConAAE:
 
         effective_bs = min(batch_size, *(len(i) for i in train_idx.values()))
         if effective_bs < batch_size:
-            logger.info("Using minibatches of %d cells (fewer training cells than batch_size).", effective_bs)
+            logger.info(
+                "Using minibatches of %d cells (fewer training cells than batch_size).",
+                effective_bs,
+            )
         train_loaders = [
             self._loader(mod, train_idx[mod], effective_bs, shuffle=True) for mod in MODALITIES
         ]
@@ -434,8 +498,13 @@ class ConAAE:
             msg = "early_stopping needs validation cells: use train_size < 1."
             raise ValueError(msg)
 
-        accelerator, devices, device = parse_device_args(accelerator, devices, return_device="torch")
+        accelerator, devices, device = parse_device_args(
+            accelerator, devices, return_device="torch"
+        )
         trainer_kwargs.setdefault("enable_progress_bar", True)
+        # Weights as of the last completed epoch, restored if training stops with an error.
+        snapshot = EpochSnapshot(self.module)
+        trainer_kwargs["callbacks"] = [*(trainer_kwargs.get("callbacks") or []), snapshot]
         trainer = Trainer(
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -447,20 +516,50 @@ class ConAAE:
             **trainer_kwargs,
         )
         plan = ConAAETrainingPlan(
-            self.module, lr=lr, n_epochs_warmup=n_epochs_warmup, **dict(plan_kwargs or {})
+            self.module, lr=lr, n_epochs_warmup=n_epochs_warmup, **plan_kwargs
         )
         self.module.train()
+        sigint_handler = signal.getsignal(signal.SIGINT)
         with torch.random.fork_rng(devices=_cuda_devices(device)):
             torch.manual_seed(seed)
             try:
                 trainer.fit(plan, UnpairedLoader(train_loaders), val_loader)
+            except BaseException as err:
+                self._recover(trainer, snapshot)
+                # Lightning turns Ctrl+C (KeyboardInterrupt) into sys.exit(1): give it back.
+                if isinstance(err, SystemExit) and isinstance(snapshot.error, KeyboardInterrupt):
+                    msg = (
+                        f"Training interrupted; the model keeps the weights of its last "
+                        f"completed epoch ({snapshot.completed_epochs} of {max_epochs} in this "
+                        "call). Call train() again to continue."
+                    )
+                    raise KeyboardInterrupt(msg) from None
+                raise
             finally:
                 self.module.eval()
                 self.to_device(device)
+                _restore_sigint(sigint_handler)
         self._append_history(trainer)
         self.n_train_calls_ += 1
         self.is_trained_ = True
         self.trainer = trainer
+
+    def _recover(self, trainer, snapshot: EpochSnapshot) -> None:
+        """After a failed ``fit``: weights and history of the last completed epoch."""
+        snapshot.restore()
+        self.trainer = trainer
+        if snapshot.completed_epochs == 0:
+            logger.warning("Training stopped before the first epoch ended; weights unchanged.")
+            return
+        self._append_history(trainer, n_epochs=snapshot.completed_epochs)
+        self.n_train_calls_ += 1
+        self.is_trained_ = True
+        logger.warning(
+            "Training stopped during epoch %d; the model keeps the weights and history of the "
+            "%d completed epoch(s).",
+            snapshot.completed_epochs + 1,
+            snapshot.completed_epochs,
+        )
 
     def _loader(self, mod: str, indices: np.ndarray, batch_size: int, *, shuffle: bool):
         # drop_last keeps BatchNorm away from a last minibatch of a single cell.
@@ -494,17 +593,28 @@ class ConAAE:
 
         bs = min(batch_size, len(pairs))
         return DataLoader(
-            range(len(pairs)), batch_size=bs, shuffle=True, drop_last=len(pairs) > bs,
+            range(len(pairs)),
+            batch_size=bs,
+            shuffle=True,
+            drop_last=len(pairs) > bs,
             collate_fn=collate,
         )
 
-    def _append_history(self, trainer) -> None:
+    def _append_history(self, trainer, n_epochs: int | None = None) -> None:
+        """Append the trainer's history; with ``n_epochs``, only its first ``n_epochs``."""
         history = getattr(trainer.logger, "history", None) or {}
         offset = 0
         if self.history_:
-            offset = max(int(df.index.max()) + 1 for df in self.history_.values() if len(df))
+            offset = max(
+                (int(df.index.max()) + 1 for df in self.history_.values() if len(df)), default=0
+            )
         for key, frame in history.items():
-            frame = frame.copy()
+            # the logger stores object columns; keep floats, as `load` gives
+            frame = frame.astype(np.float64)
+            if n_epochs is not None:
+                frame = frame[np.asarray(frame.index) < n_epochs]
+                if not len(frame):
+                    continue
             frame.index = frame.index + offset
             self.history_[key] = (
                 pd.concat([self.history_[key], frame]) if key in self.history_ else frame
@@ -729,9 +839,7 @@ class ConAAE:
             key = self.setup_.labels_key
             source = target.mod[mod_name].obs
             if key is not None:
-                obs[key] = (
-                    source[key].astype("object").to_numpy() if key in source else np.nan
-                )
+                obs[key] = source[key].astype("object").to_numpy() if key in source else np.nan
             if self.label_categories_:
                 with torch.inference_mode():
                     logits = self.module.classify(torch.as_tensor(z, device=self.device))
@@ -759,13 +867,21 @@ class ConAAE:
 
         Writes ``model.pt`` (a state dict of tensors only) and ``settings.json`` (setup,
         hyperparameters, feature names, label categories, history). The data are not saved.
+        The files go into a temporary directory next to ``dir_path`` that is then renamed into
+        place, so a failed save leaves ``dir_path`` as it was and no temporary files behind.
 
         Parameters
         ----------
         dir_path
             Target directory; it must not exist unless ``overwrite=True``.
         overwrite
-            Replace an existing directory.
+            Replace an existing directory, which must be a saved model or empty (so that
+            unrelated files are never deleted).
+
+        Raises
+        ------
+        FileExistsError
+            ``dir_path`` exists and ``overwrite`` is false, or it is not a model directory.
         """
         _persistence.save_model(self, dir_path, overwrite=overwrite)
 
@@ -789,13 +905,27 @@ class ConAAE:
         Returns
         -------
         The loaded model; it gives the same embeddings as the saved one.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``dir_path`` or one of its two files does not exist.
+        conaae_scverse._persistence.ModelFileError
+            A :class:`ValueError`: a file is truncated, damaged, tampered with (e.g. a pickle
+            that is not a plain tensor state dict), from another format or a newer version, or
+            the weights do not fit the settings.
+        ValueError
+            ``mdata`` does not have the model's features.
         """
         return _persistence.load_model(cls, dir_path, mdata, accelerator=accelerator)
 
     # ------------------------------------------------------------------ misc
     @property
     def history(self) -> dict[str, pd.DataFrame]:
-        """Every logged loss term per epoch, ``{name: DataFrame}`` (``*_train``, ``*_validation``)."""
+        """Every logged loss term per epoch, ``{name: DataFrame}`` (``*_train``, ``*_validation``).
+
+        Entries of an interrupted epoch are not kept (see :meth:`train`).
+        """
         return self.history_
 
     @property
@@ -829,6 +959,14 @@ def _dense_rows(matrix, rows: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(block, dtype=np.float32))
 
 
+def _restore_sigint(handler) -> None:
+    """Reinstate the SIGINT handler that Lightning replaces with SIG_IGN on Ctrl+C."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not handler:
+        signal.signal(signal.SIGINT, handler)
+
+
 def _cuda_devices(device) -> list[int]:
     device = torch.device(device)
     if device.type == "cuda":
@@ -847,19 +985,23 @@ def _check_features(adata: ad.AnnData, var_names: Sequence[str], mod_name: str) 
             f"`mdata.mod[{mod_name!r}] = mdata.mod[{mod_name!r}][:, model_var_names]`."
         )
         raise ValueError(msg)
-    missing = expected.difference(got)
+    missing = expected.difference(got, sort=False)
+    extra = got.difference(expected, sort=False)
     msg = (
-        f"Modality {mod_name!r} has {len(got)} features but the model was trained on "
-        f"{len(expected)} ({len(missing)} of them missing, e.g. {list(missing[:3])}). Use data "
+        f"Modality {mod_name!r} does not have the model's features: it has {len(got)}, the "
+        f"model was trained on {len(expected)}; {len(missing)} training features missing "
+        f"(e.g. {list(missing[:3])}), {len(extra)} unknown (e.g. {list(extra[:3])}). Use data "
         "with exactly the training features, in the same order."
     )
     raise ValueError(msg)
 
 
 def _resolve_log1p(transform, mod: str, matrix, mod_name: str) -> bool:
-    choice = transform.get(mod, transform.get(mod_name, "auto")) if isinstance(
-        transform, Mapping
-    ) else transform
+    choice = (
+        transform.get(mod, transform.get(mod_name, "auto"))
+        if isinstance(transform, Mapping)
+        else transform
+    )
     if choice not in ("auto", "log1p", "none"):
         msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
         raise ValueError(msg)
@@ -875,9 +1017,49 @@ def _resolve_log1p(transform, mod: str, matrix, mod_name: str) -> bool:
 
 
 def _check_fraction(name: str, value: float, *, allow_zero: bool = False) -> None:
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not (isinstance(value, int | float) and low_ok and value <= 1):
+    is_number = _is_number(value)
+    low_ok = is_number and (value >= 0 if allow_zero else value > 0)
+    if not (is_number and low_ok and value <= 1):
         msg = f"{name} must be in {'[0, 1]' if allow_zero else '(0, 1]'}, got {value!r}."
+        raise ValueError(msg)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def _normalize_hidden(n_hidden: Any) -> str | list[int]:
+    """``n_hidden`` as ``"paper"`` or a list of ints, with a clear error for anything else."""
+    if isinstance(n_hidden, str):
+        return n_hidden  # checked in _validate_hyperparameters
+    if not isinstance(n_hidden, Sequence | np.ndarray) or not all(_is_int(h) for h in n_hidden):
+        msg = (
+            f"n_hidden must be a sequence of positive integers (e.g. [256, 128]) or 'paper', "
+            f"got {n_hidden!r}."
+        )
+        raise TypeError(msg)
+    return [int(h) for h in n_hidden]
+
+
+def _normalize_mapping(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        msg = f"{name} must be a dict, got {type(value).__name__} ({value!r})."
+        raise TypeError(msg)
+    return dict(value)
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    """Fail unless ``value`` is an integer >= ``minimum``."""
+    if not _is_int(value) or value < minimum:
+        msg = f"{name} must be an integer >= {minimum}, got {value!r}."
         raise ValueError(msg)
 
 
@@ -906,15 +1088,25 @@ def _validate_hyperparameters(params: dict[str, Any]) -> None:
         if key not in known:
             msg = f"Unknown loss weight {key!r}; known terms: {sorted(known)}."
             raise ValueError(msg)
-        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
             msg = f"Loss weight {key!r} must be a finite number >= 0, got {value!r}."
             raise ValueError(msg)
     for name in ("margin", "augmentation_noise"):
         value = params[name]
-        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
             msg = f"{name} must be a finite number >= 0, got {value!r}."
             raise ValueError(msg)
-    if not 0 <= params["dropout"] < 1:
-        msg = f"dropout must be in [0, 1), got {params['dropout']!r}."
+    if not _is_number(params["dropout"]) or not 0 <= params["dropout"] < 1:
+        msg = f"dropout must be a number in [0, 1), got {params['dropout']!r}."
         raise ValueError(msg)
-
+    if not isinstance(params["latent_batch_norm"], bool | np.bool_):
+        msg = f"latent_batch_norm must be True or False, got {params['latent_batch_norm']!r}."
+        raise TypeError(msg)
+    if not _is_int(params["seed"]) or params["seed"] < 0:
+        msg = f"seed must be a non-negative integer, got {params['seed']!r}."
+        raise ValueError(msg)
+    transform = params["input_transform"]
+    for choice in [transform] if isinstance(transform, str) else transform.values():
+        if choice not in ("auto", "log1p", "none"):
+            msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
+            raise ValueError(msg)

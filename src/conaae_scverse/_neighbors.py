@@ -34,7 +34,7 @@ def nearest_neighbors(
     chunk_size: int = 2048,
     random_state: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest reference rows of every query row.
+    """Find the ``k`` nearest reference rows of every query row.
 
     Parameters
     ----------
@@ -125,7 +125,8 @@ def one_to_one_matching(
         )
         raise ValueError(msg)
     cost = torch.cdist(
-        torch.as_tensor(query, dtype=torch.float64), torch.as_tensor(reference, dtype=torch.float64),
+        torch.as_tensor(query, dtype=torch.float64),
+        torch.as_tensor(reference, dtype=torch.float64),
         p=_P[metric],
     ).numpy()
     rows, cols = linear_sum_assignment(cost)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from ._compat import TrainingPlan
@@ -106,7 +107,9 @@ class ConAAETrainingPlan(TrainingPlan):
         if self.module.discriminator is not None:
             optimizers.append(
                 torch.optim.Adam(
-                    self.module.discriminator_parameters(), lr=self.lr_discriminator, betas=self.betas
+                    self.module.discriminator_parameters(),
+                    lr=self.lr_discriminator,
+                    betas=self.betas,
                 )
             )
         return optimizers
@@ -127,10 +130,12 @@ class ConAAETrainingPlan(TrainingPlan):
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         for name, value in terms.items():
             if not bool(torch.isfinite(value.detach()).all()):
+                what = "total loss" if name == LOSS_KEYS.TOTAL else f"{name!r} loss"
                 msg = (
-                    f"The {name!r} loss became {value.item()} at epoch {self.current_epoch}. "
-                    "Lower the learning rate (train(plan_kwargs={'lr': ...})), lower that term's "
-                    "weight, or check the input for extreme values."
+                    f"The {what} became {value.item()} at epoch {self.current_epoch}. Training "
+                    "stopped; the model keeps the weights of the last completed epoch. Lower the "
+                    "learning rate (train(lr=...)), lower the loss weights (ConAAE(loss_weights="
+                    "{...})), or check the input for extreme values."
                 )
                 raise NonFiniteLossError(msg)
 
@@ -177,6 +182,42 @@ class ConAAETrainingPlan(TrainingPlan):
         if self.module.discriminator is not None:
             terms[LOSS_KEYS.DISCRIMINATOR] = self.module.discriminator_loss(z["rna"], z["atac"])
         self._log_terms(terms, "validation", batch_size=len(z["rna"]) + len(z["atac"]))
+
+
+class EpochSnapshot(Callback):
+    """Keeps a CPU copy of the module's weights as of the last completed training epoch.
+
+    :meth:`ConAAE.train` restores it when ``fit`` stops with an exception (Ctrl+C, a
+    non-finite loss), so the model is never left half-way through an epoch.
+
+    Parameters
+    ----------
+    module
+        The module whose ``state_dict`` is copied; the copy starts with its current weights.
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+        self.completed_epochs = 0
+        self.error: BaseException | None = None
+        self.state = self._copy()
+
+    def _copy(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()}
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Copy the weights at the end of each epoch."""
+        self.state = self._copy()
+        self.completed_epochs += 1
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """Remember what stopped training (Lightning hides a KeyboardInterrupt)."""
+        self.error = exception
+
+    def restore(self) -> None:
+        """Put the copied weights back into the module."""
+        self.module.load_state_dict(self.state)
 
 
 def steps_per_epoch(n_cells: int, batch_size: int) -> int:

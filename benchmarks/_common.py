@@ -1,0 +1,342 @@
+"""Shared helpers of the benchmark scripts: data, held-out splits, evaluation, output.
+
+Honesty rules kept here, so that every script follows them:
+
+- RNA and ATAC cells are never paired implicitly. The known pairing (obs column
+  ``true_partner``) is read only to build held-out splits and to score alignments, and is
+  given to a model only in anchor mode (``anchor_key="obs_names"``), on training cells.
+- In the training MuData the ATAC cells are put in a random order of their own, so that row
+  order carries no pairing either.
+- Held-out protocol: 20 % of the cells (a random split, seeded per run) are held out; the model
+  is trained on the other 80 % and every metric is computed on held-out cells only (recall@k
+  over the held-out set, chance k / n_heldout).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mudata as md
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO_ROOT / ".." / "shared" / "data"
+DEFAULT_RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+TRUE_PARTNER_KEY = "true_partner"
+
+#: Label column of each dataset.
+LABEL_KEYS = {"sci_car": "treatment_time", "snare": "cell_line", "simulated": "batch"}
+
+
+def quiet() -> None:
+    """Silence Lightning / scvi-tools chatter so that the printed tables stay readable."""
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "scvi", "conaae_scverse"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
+    """``--data-dir`` if given, else ``../shared/data`` relative to the repository root."""
+    return Path(data_dir).resolve() if data_dir else DEFAULT_DATA_DIR.resolve()
+
+
+# ---------------------------------------------------------------------------------- data
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    n_cells: int = 1200,
+    snr: float | None = None,
+    random_state: int = 0,
+) -> md.MuData:
+    """Load ``"sci_car"``, ``"snare"`` or ``"simulated"`` (the package's loaders)."""
+    from conaae_scverse import datasets
+
+    if name == "sci_car":
+        return datasets.sci_car_a549(resolve_data_dir(data_dir), download=False)
+    if name == "snare":
+        return datasets.snare_seq_cell_lines(resolve_data_dir(data_dir), download=False)
+    if name == "simulated":
+        return datasets.simulate(n_cells, snr=snr, random_state=random_state)
+    msg = f"Unknown dataset {name!r}; expected one of {sorted(LABEL_KEYS)}."
+    raise ValueError(msg)
+
+
+def partner_index(mdata: md.MuData) -> np.ndarray:
+    """For each RNA cell, the row of its true ATAC partner (evaluation only)."""
+    rna, atac = mdata.mod["rna"], mdata.mod["atac"]
+    partners = rna.obs[TRUE_PARTNER_KEY].astype(str).to_numpy()
+    lookup = pd.Index(atac.obs_names.astype(str))
+    idx = lookup.get_indexer(partners)
+    if (idx < 0).any():
+        msg = f"{int((idx < 0).sum())} RNA cells have no partner among the ATAC cells."
+        raise ValueError(msg)
+    return idx
+
+
+def subsample_pairs(mdata: md.MuData, n_cells: int, *, seed: int = 0) -> md.MuData:
+    """Random ``n_cells`` RNA cells and their true ATAC partners (for smoke tests)."""
+    n = mdata.mod["rna"].n_obs
+    if n_cells >= n:
+        return mdata
+    rows = np.sort(np.random.default_rng(seed).permutation(n)[:n_cells])
+    sub = _subset(mdata, rows, partner_index(mdata)[rows])
+    sub.uns.update(dict(mdata.uns))
+    return sub
+
+
+def _subset(mdata: md.MuData, rna_rows: np.ndarray, atac_rows: np.ndarray) -> md.MuData:
+    rna = mdata.mod["rna"][np.asarray(rna_rows)].copy()
+    atac = mdata.mod["atac"][np.asarray(atac_rows)].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return md.MuData({"rna": rna, "atac": atac})
+
+
+@dataclass
+class Split:
+    """Training MuData (unpaired order) and evaluation MuData (row i of RNA <-> row i of ATAC)."""
+
+    train: md.MuData
+    test: md.MuData
+    n_train: int
+    n_test: int
+    transductive: bool
+
+
+def make_split(
+    mdata: md.MuData, *, seed: int, heldout_fraction: float = 0.2, transductive: bool = False
+) -> Split:
+    """Held-out split (or, with ``transductive=True``, train and evaluate on all cells).
+
+    The held-out cells are chosen at random among RNA cells with a generator seeded by ``seed``;
+    their true ATAC partners are held out with them. The model is trained on the remaining cells
+    of both modalities, with the ATAC rows in an independent random order.
+    """
+    rng = np.random.default_rng(seed)
+    partner = partner_index(mdata)
+    n = mdata.mod["rna"].n_obs
+    if transductive:
+        test_rna = np.arange(n)
+        train_rna = np.arange(n)
+    else:
+        perm = rng.permutation(n)
+        n_test = round(heldout_fraction * n)
+        test_rna, train_rna = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    held_atac = set(partner[test_rna].tolist()) if not transductive else set()
+    train_atac = np.array(
+        [j for j in range(mdata.mod["atac"].n_obs) if j not in held_atac], dtype=int
+    )
+    train_atac = rng.permutation(train_atac)  # no row-order pairing in training data
+    train = _subset(mdata, train_rna, train_atac)
+    test = _subset(mdata, test_rna, partner[test_rna])
+    return Split(train, test, len(train_rna), len(test_rna), transductive)
+
+
+# ---------------------------------------------------------------------------------- metrics
+def evaluate(model, split: Split, labels_key: str | None) -> dict[str, float]:
+    """All metrics on the evaluation cells of ``split`` (row i of RNA <-> row i of ATAC).
+
+    Uses :mod:`conaae_scverse.metrics`: recall@k (l1, the paper's text, and l2), FOSCTTM
+    (Euclidean), the paper's integration accuracy (greedy one-to-one matching of ATAC cells
+    to RNA cells, l1) and the accuracy of the labels predicted for ATAC cells.
+    """
+    from conaae_scverse import metrics
+
+    test = split.test
+    z_rna = model.get_latent_representation(test, "rna")
+    z_atac = model.get_latent_representation(test, "atac")
+    out: dict[str, float] = {"n_eval": float(len(z_rna))}
+    for k in (10, 50):
+        for metric in ("l1", "l2"):
+            out[f"recall@{k}_{metric}"] = float(
+                metrics.recall_at_k(z_rna, z_atac, k, metric=metric)
+            )
+        out[f"chance@{k}"] = float(metrics.chance_recall_at_k(len(z_rna), k))
+    out["foscttm"] = float(metrics.foscttm(z_rna, z_atac))
+    if labels_key is not None:
+        y_rna = test.mod["rna"].obs[labels_key].astype(str).to_numpy()
+        y_atac = test.mod["atac"].obs[labels_key].astype(str).to_numpy()
+        out["atac_label_acc"] = float(
+            (np.asarray(model.predict(test, "atac"), dtype=str) == y_atac).mean()
+        )
+        out["rna_label_acc"] = float(
+            (np.asarray(model.predict(test, "rna"), dtype=str) == y_rna).mean()
+        )
+        out["integration_acc"] = float(
+            metrics.integration_accuracy(z_rna, y_rna, z_atac, y_atac, metric="l1")
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------- runs
+@dataclass
+class RunSpec:
+    """One configuration of the model (constructor and train arguments)."""
+
+    name: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    train_kwargs: dict[str, Any] = field(default_factory=dict)
+    anchor: bool = False
+
+    def key(self) -> str:
+        """Identity of the configuration (rows with equal keys give equal results)."""
+        return json.dumps([self.model_kwargs, self.train_kwargs, self.anchor], sort_keys=True)
+
+
+def run_once(
+    spec: RunSpec,
+    split: Split,
+    *,
+    labels_key: str | None,
+    seed: int,
+    accelerator: str = "cpu",
+    keep_history: bool = False,
+) -> dict[str, Any]:
+    """Set up, train and evaluate one model; return the metrics, wall time and history."""
+    from conaae_scverse import ConAAE
+
+    train = split.train
+    start = time.perf_counter()
+    ConAAE.setup_mudata(
+        train, labels_key=labels_key, anchor_key="obs_names" if spec.anchor else None
+    )
+    model = ConAAE(train, seed=seed, **spec.model_kwargs)
+    model.train(accelerator=accelerator, enable_progress_bar=False, **spec.train_kwargs)
+    train_s = time.perf_counter() - start
+    result: dict[str, Any] = evaluate(model, split, labels_key)
+    result["train_s"] = train_s
+    result["wall_s"] = time.perf_counter() - start
+    result["n_train"] = split.n_train
+    result["seed"] = seed
+    if keep_history:
+        result["history"] = {k: v.iloc[:, 0].tolist() for k, v in model.history.items()}
+    return result
+
+
+# ---------------------------------------------------------------------------------- summaries
+METRIC_COLUMNS = (
+    ("integration_acc", "integration ACC", True),
+    ("recall@10_l1", "recall@10 (l1)", True),
+    ("recall@50_l1", "recall@50 (l1)", True),
+    ("recall@10_l2", "recall@10 (l2)", True),
+    ("recall@50_l2", "recall@50 (l2)", True),
+    ("foscttm", "FOSCTTM", False),
+    ("atac_label_acc", "ATAC label ACC", True),
+    ("wall_s", "wall s / run", False),
+)
+
+
+def mean_sd(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value), ignoring NaN."""
+    arr = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{metric: {"mean": .., "sd": .., "n": ..}}`` over runs."""
+    keys = {k for r in runs for k, v in r.items() if isinstance(v, int | float)}
+    out = {}
+    for key in sorted(keys):
+        mean, sd = mean_sd(r.get(key, float("nan")) for r in runs)
+        out[key] = {"mean": mean, "sd": sd, "n": len(runs)}
+    return out
+
+
+def fmt(mean: float, sd: float | None = None, *, percent: bool = False, digits: int = 3) -> str:
+    """``12.3 ± 0.4`` (percent) or ``0.123 ± 0.004``; ``n/a`` for NaN."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "n/a"
+    scale, d = (100.0, 1) if percent else (1.0, digits)
+    text = f"{mean * scale:.{d}f}"
+    if sd is not None and not math.isnan(sd):
+        text += f" ± {sd * scale:.{d}f}"
+    return text
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    """Versions and machine facts recorded with the results."""
+    import torch
+
+    import conaae_scverse
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "conaae_scverse": getattr(conaae_scverse, "__version__", "unknown"),
+        "cpu_count": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "platform": platform.platform(),
+    }
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON (NaN as null) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(payload), indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    return obj
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path: Path, title: str) -> bool:
+    """Training curves (every ``*_train`` term and validation loss) as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    keys = [k for k in history if k.endswith("_train") or k in ("train_loss", "validation_loss")]
+    if not keys:
+        return False
+    n = len(keys)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    for ax, key in zip(axes.ravel(), sorted(keys), strict=False):
+        ax.plot(np.asarray(history[key], dtype=float))
+        ax.set_title(key, fontsize=8)
+        ax.set_xlabel("epoch", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True

@@ -1,0 +1,138 @@
+"""Tests of the ``conaae`` command line (`conaae_scverse.cli.main`)."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import mudata as md
+import pytest
+from _builders import build_mudata
+
+from conaae_scverse.cli import main
+
+OUTPUT_OBSM = ("X_conaae",)
+OUTPUT_OBS = ("conaae_match", "conaae_match_distance")
+LABEL_OBS = ("conaae_label", "conaae_label_confidence")
+
+
+@pytest.fixture
+def h5mu(tmp_path):
+    """A tiny paired, labelled MuData written to tmp_path/in.h5mu."""
+    path = tmp_path / "in.h5mu"
+    build_mudata(paired=True, n_rna=30).write_h5mu(path)
+    return path
+
+
+def _error_line(capsys) -> str:
+    """The single line on stderr, checked to be a one-line message, not a traceback."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("conaae: error: ")
+    return lines[0]
+
+
+def test_run_writes_the_documented_keys(h5mu, tmp_path, capsys):
+    out = tmp_path / "out.h5mu"
+    model_dir = tmp_path / "model"
+    argv = [str(h5mu), "-o", str(out), "--labels-key", "cell_type", "--max-epochs", "2"]
+    argv += ["--quiet", "--save-model", str(model_dir)]
+    assert main(["run", *argv]) == 0
+    assert "conaae run: done" in capsys.readouterr().out
+
+    result = md.read_h5mu(out)
+    source = md.read_h5mu(h5mu)
+    for mod in ("rna", "atac"):
+        adata = result[mod]
+        for key in OUTPUT_OBSM:
+            assert adata.obsm[key].shape[0] == adata.n_obs
+        for key in (*OUTPUT_OBS, *LABEL_OBS):
+            assert key in adata.obs
+        # the matches name cells of the other modality
+        other = result["atac" if mod == "rna" else "rna"]
+        assert set(adata.obs["conaae_match"]) <= set(other.obs_names)
+        assert set(adata.obs["conaae_label"].dropna()) <= {"alpha", "beta"}
+        # nothing else changed
+        assert list(adata.obs_names) == list(source[mod].obs_names)
+        assert set(adata.obs.columns) - set(source[mod].obs.columns) == {
+            *OUTPUT_OBS,
+            *LABEL_OBS,
+        }
+    assert (model_dir / "model.pt").is_file()
+    assert (model_dir / "settings.json").is_file()
+
+
+def test_run_without_labels_writes_no_label_keys(h5mu, tmp_path):
+    out = tmp_path / "out.h5mu"
+    assert main(["run", str(h5mu), "-o", str(out), "--max-epochs", "1", "--quiet"]) == 0
+    result = md.read_h5mu(out)
+    for mod in ("rna", "atac"):
+        assert "X_conaae" in result[mod].obsm
+        assert "conaae_match" in result[mod].obs
+        assert not set(LABEL_OBS) & set(result[mod].obs.columns)
+
+
+def test_run_missing_input_is_one_line_and_exit_2(tmp_path, capsys):
+    code = main(["run", str(tmp_path / "nope.h5mu"), "-o", str(tmp_path / "out.h5mu")])
+    assert code == 2
+    line = _error_line(capsys)
+    assert "nope.h5mu" in line
+    assert "not found" in line
+    assert not (tmp_path / "out.h5mu").exists()
+
+
+def test_run_missing_modality_is_one_line_and_exit_2(h5mu, tmp_path, capsys):
+    code = main(["run", str(h5mu), "-o", str(tmp_path / "o.h5mu"), "--atac-mod", "chromatin"])
+    assert code == 2
+    line = _error_line(capsys)
+    assert "'chromatin'" in line
+    assert "['rna', 'atac']" in line
+    assert not (tmp_path / "o.h5mu").exists()
+
+
+def test_run_missing_labels_key_is_one_line_and_exit_2(h5mu, tmp_path, capsys):
+    code = main(["run", str(h5mu), "-o", str(tmp_path / "o.h5mu"), "--labels-key", "nope"])
+    assert code == 2
+    assert "'nope'" in _error_line(capsys)
+
+
+def test_run_refuses_to_overwrite(h5mu, tmp_path, capsys):
+    out = tmp_path / "out.h5mu"
+    out.write_text("keep me")
+    assert main(["run", str(h5mu), "-o", str(out), "--max-epochs", "1", "--quiet"]) == 2
+    assert "--overwrite" in _error_line(capsys)
+    assert out.read_text() == "keep me"
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["run", "in.h5mu"])  # --output is required
+    assert info.value.code == 2
+    assert "--output" in capsys.readouterr().err
+
+
+def test_demo_writes_h5mu_umap_and_metrics(tmp_path, capsys):
+    pytest.importorskip("conaae_scverse.datasets", reason="needs conaae_scverse.datasets")
+    metrics = pytest.importorskip("conaae_scverse.metrics", reason="needs conaae_scverse.metrics")
+    if not hasattr(metrics, "evaluate_alignment"):
+        pytest.skip("conaae_scverse.metrics.evaluate_alignment is not there yet")
+    out = tmp_path / "demo"
+    argv = ["demo", "--n-cells", "200", "--max-epochs", "2", "--output", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert "conaae demo: done" in capsys.readouterr().out
+    assert (out / "umap.png").stat().st_size > 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["cells"] == {"rna": 200, "atac": 200}
+    for key in ("recall@1", "recall@10", "foscttm", "label_transfer_accuracy"):
+        assert 0.0 <= report[key] <= 1.0
+    result = md.read_h5mu(out / "demo.h5mu")
+    assert result["rna"].obsm["X_conaae"].shape[0] == 200
+    assert "conaae_match" in result["atac"].obs
