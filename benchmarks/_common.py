@@ -249,7 +249,7 @@ def mean_sd(values: Iterable[float]) -> tuple[float, float]:
 
 def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """``{metric: {"mean": .., "sd": .., "n": ..}}`` over runs."""
-    keys = {k for r in runs for k, v in r.items() if isinstance(v, int | float)}
+    keys = {k for r in runs for k, v in r.items() if isinstance(v, int | float) and k != "seed"}
     out = {}
     for key in sorted(keys):
         mean, sd = mean_sd(r.get(key, float("nan")) for r in runs)
@@ -301,7 +301,7 @@ def write_json(path: Path, payload: Any) -> None:
 
 def _clean(obj: Any) -> Any:
     if isinstance(obj, float):
-        return None if math.isnan(obj) or math.isinf(obj) else obj
+        return None if math.isnan(obj) or math.isinf(obj) else round(obj, 5)
     if isinstance(obj, Mapping):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

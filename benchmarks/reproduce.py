@@ -212,11 +212,12 @@ def run_simulation(grid: dict[str, list], args: argparse.Namespace, log) -> dict
 
 
 # ------------------------------------------------------------------------- tables
-def _cell(summary: dict, key: str, *, percent: bool) -> str:
+def _cell(summary: dict, key: str, *, percent: bool, digits: int = 3) -> str:
     entry = summary.get(key)
     if entry is None:
         return "n/a"
-    return common.fmt(entry["mean"], entry["sd"], percent=percent)
+    sd = entry["sd"] if entry.get("n", 1) > 1 else None
+    return common.fmt(entry["mean"], sd, percent=percent, digits=digits)
 
 
 def _published(dataset: str, row: str, key: str, *, percent: bool) -> str:
@@ -265,7 +266,7 @@ def ablation_table(dataset: str, mode: str, results: dict[str, dict[str, Any]]) 
                 paper("foscttm", percent=False),
                 _cell(s, "foscttm", percent=False),
                 _cell(s, "atac_label_acc", percent=True),
-                common.fmt(s["wall_s"]["mean"], s["wall_s"]["sd"], digits=1),
+                _cell(s, "wall_s", percent=False, digits=1),
             ]
         )
     return common.markdown_table(header, rows)
@@ -298,7 +299,7 @@ def simulation_table(results: dict[str, Any]) -> str:
                 _cell(s, "foscttm", percent=False),
                 _cell(s, "atac_label_acc", percent=True),
                 common.fmt(s["chance@10"]["mean"], None, percent=True),
-                common.fmt(s["wall_s"]["mean"], s["wall_s"]["sd"], digits=1),
+                _cell(s, "wall_s", percent=False, digits=1),
             ]
         )
     return common.markdown_table(header, rows)
@@ -338,6 +339,12 @@ def write_markdown(path: Path, results: dict[str, Any], meta: dict[str, Any]) ->
         "not found); 'FOSCTTM (paper)' for sci-CAR Con-AAE is the score of the authors' "
         "committed embeddings, not a number printed in the paper.",
     ]
+    if meta["quick"]:
+        parts += [
+            "",
+            "**Quick smoke run (`--quick`: 1 seed, 2 epochs, 300 cells): these numbers only show "
+            "that the script runs; they are not results.**",
+        ]
     for dataset in ("sci_car", "snare"):
         for mode in ("heldout", "transductive"):
             if mode in results.get(dataset, {}):
@@ -437,6 +444,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     text = write_markdown(out_dir / "reproduce.md", results, meta)
     _drop_histories(results)  # histories go to the PNGs, not the JSON
+    for by_mode in results.values():  # a row that repeats another row's configuration
+        for rows in by_mode.values():
+            for entry in rows.values() if isinstance(rows, dict) else []:
+                if isinstance(entry, dict) and "same_as" in entry:
+                    entry.pop("runs", None)
     common.write_json(out_dir / "reproduce.json", {"meta": meta, "results": results})
     print(text)
     print(
