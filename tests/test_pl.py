@@ -154,6 +154,12 @@ def test_confusion_normalizations(normalize, expected):
     np.testing.assert_allclose(ax.images[0].get_array(), expected)
 
 
+def test_confusion_takes_an_obs_table():
+    obs = _labelled(["a", "a", "b", "b", "b"], ["a", "b", "b", "b", "a"]).obs
+    ax = pl.confusion(obs.iloc[:4], true_key="truth", normalize=False, show=False)
+    np.testing.assert_array_equal(ax.images[0].get_array(), [[1, 1], [0, 2]])
+
+
 def test_confusion_skips_unlabelled_cells_and_merges_int_and_str_labels():
     true = pd.Series([0, 1, np.nan, 3, 3], dtype=object)
     adata = _labelled(true.to_numpy(), ["0", "1", "3", "3", "1"])
@@ -195,7 +201,7 @@ def test_confusion_bad_input(trained):
         pl.confusion(adata, true_key="truth", modality="rna", show=False)
     with pytest.raises(ValueError, match="No cell has both"):
         pl.confusion(_labelled([np.nan, np.nan], ["a", "b"]), true_key="truth", show=False)
-    with pytest.raises(TypeError, match="needs a MuData or an AnnData"):
+    with pytest.raises(TypeError, match="needs a MuData, an AnnData or an obs DataFrame"):
         pl.confusion(np.zeros(3), true_key="truth", show=False)
 
 
@@ -249,6 +255,8 @@ def test_recall_curve_bad_input():
         pl.recall_curve((x, np.zeros((4, 2))), show=False)
     with pytest.raises(TypeError, match="needs a MuData"):
         pl.recall_curve(x, show=False)
+    with pytest.raises(TypeError, match="needs a MuData"):
+        pl.recall_curve(pd.DataFrame(x), show=False)
     with pytest.raises(ValueError, match="metric must be"):
         pl.recall_curve((x, x), metric="cosine", show=False)
     with pytest.raises(ValueError, match="ks is empty"):
@@ -312,3 +320,5 @@ def test_embedding_bad_input(trained):
 
 def test_pl_public_api():
     assert sorted(pl.__all__) == ["confusion", "embedding", "history", "recall_curve"]
+    # `import conaae_scverse as ca; ca.pl.history(...)`, as the tutorials do
+    assert "pl" in ca.__all__

@@ -19,16 +19,19 @@ if TYPE_CHECKING:
 Normalize = Literal["true", "pred", "all"]
 
 
-def _obs(data: MuData | ad.AnnData, keys: tuple[str, str], modality: str | None) -> pd.DataFrame:
+def _obs(
+    data: MuData | ad.AnnData | pd.DataFrame, keys: tuple[str, str], modality: str | None
+) -> pd.DataFrame:
     """Return the obs rows of one modality, or of every modality that has both keys."""
     import anndata as ad
+    from mudata import MuData
 
-    if isinstance(data, ad.AnnData):
+    if isinstance(data, ad.AnnData | pd.DataFrame):
         if modality is not None:
-            msg = "modality= only applies to a MuData; pass the AnnData alone."
+            msg = "modality= only applies to a MuData; pass the AnnData or obs table alone."
             raise ValueError(msg)
-        frames = {"data": data.obs}
-    elif hasattr(data, "mod"):
+        frames = {"data": data.obs if isinstance(data, ad.AnnData) else data}
+    elif isinstance(data, MuData):
         if modality is not None:
             if modality not in data.mod:
                 msg = f"MuData has no modality {modality!r}; it has {list(data.mod)}."
@@ -47,7 +50,10 @@ def _obs(data: MuData | ad.AnnData, keys: tuple[str, str], modality: str | None)
                 )
                 raise KeyError(msg)
     else:
-        msg = f"confusion() needs a MuData or an AnnData, got {type(data).__name__}."
+        msg = (
+            "confusion() needs a MuData, an AnnData or an obs DataFrame, got "
+            f"{type(data).__name__}."
+        )
         raise TypeError(msg)
     for name, obs in frames.items():
         for key in keys:
@@ -104,7 +110,7 @@ def confusion_matrix(
 
 
 def confusion(
-    data: MuData | ad.AnnData,
+    data: MuData | ad.AnnData | pd.DataFrame,
     *,
     true_key: str,
     pred_key: str = OUTPUT_KEYS.LABEL,
@@ -126,7 +132,8 @@ def confusion(
     Parameters
     ----------
     data
-        MuData or AnnData after :meth:`~conaae_scverse.ConAAE.write_results`.
+        MuData or AnnData after :meth:`~conaae_scverse.ConAAE.write_results`, or an obs
+        table (:class:`pandas.DataFrame`) with both columns, e.g. a subset of cells.
     true_key
         obs column with the true labels.
     pred_key
@@ -194,6 +201,7 @@ def confusion(
     if max(map(len, labels)) <= 3:
         for tick in ax.get_xticklabels():
             tick.set_horizontalalignment("center")
+    ax.grid(False)
     ax.set_xlabel(f"predicted ({pred_key})")
     ax.set_ylabel(f"true ({true_key})")
     if annotate:

@@ -23,7 +23,9 @@ def _paired_embeddings(
     data: Any, *, rna_mod: str, atac_mod: str, use_rep: str, partner_key: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) with row i of x the partner of row i of y, from a MuData or a pair of arrays."""
-    if hasattr(data, "mod"):
+    from mudata import MuData
+
+    if isinstance(data, MuData):
         for mod in (rna_mod, atac_mod):
             if mod not in data.mod:
                 msg = f"MuData has no modality {mod!r}; it has {list(data.mod)}."
