@@ -22,7 +22,12 @@ from ._compat import AnnDataLoader, Trainer, parse_device_args
 from ._constants import MODALITIES, OUTPUT_KEYS
 from ._module import ConAAEModule, LossWeights
 from ._neighbors import nearest_neighbors, one_to_one_matching
-from ._training_plan import ConAAETrainingPlan, EpochSnapshot, UnpairedLoader
+from ._training_plan import (
+    ConAAETrainingPlan,
+    EpochSnapshot,
+    ShardedBatchSampler,
+    UnpairedLoader,
+)
 
 if TYPE_CHECKING:
     from mudata import MuData
@@ -408,6 +413,15 @@ class ConAAE:
         **trainer_kwargs
             Other keyword arguments of :class:`scvi.train.Trainer` (e.g. ``strategy``,
             ``enable_progress_bar``).
+
+        Notes
+        -----
+        Several processes (Lightning DDP, gloo backend on CPU): ``devices=2,
+        strategy="ddp"`` from a script (Lightning re-runs the script in each worker; rank 0
+        keeps the history), or ``strategy="ddp_spawn"`` from a notebook or test (workers are
+        spawned; the trained weights come back to the calling process, the loss history does
+        not). Each process trains on its own share of every epoch's minibatches, so an epoch
+        has ``1 / devices`` as many steps per process; early stopping is disabled under DDP.
         """
         _check_fraction("train_size", train_size)
         if validation_size is not None:
@@ -474,8 +488,34 @@ class ConAAE:
                 "Using minibatches of %d cells (fewer training cells than batch_size).",
                 effective_bs,
             )
+        strategy = trainer_kwargs.get("strategy")
+        distributed = (isinstance(strategy, str) and "ddp" in strategy) or (
+            strategy is not None and "DDP" in type(strategy).__name__
+        )
+        if strategy in ("ddp", "ddp_spawn", "ddp_notebook"):
+            # Two backward passes per step (autoencoder, then discriminator): DDP must not
+            # expect every parameter in each; the discriminator's gradients are averaged by
+            # the training plan.
+            from lightning.pytorch.strategies import DDPStrategy
+
+            start = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_notebook": "fork"}[strategy]
+            trainer_kwargs["strategy"] = DDPStrategy(
+                find_unused_parameters=True, start_method=start
+            )
+        if distributed:
+            # The loaders shard minibatches themselves (ShardedBatchSampler); Lightning must
+            # not try to re-instantiate them with its own DistributedSampler.
+            trainer_kwargs.setdefault("use_distributed_sampler", False)
         train_loaders = [
-            self._loader(mod, train_idx[mod], effective_bs, shuffle=True) for mod in MODALITIES
+            self._loader(
+                mod,
+                train_idx[mod],
+                effective_bs,
+                shuffle=True,
+                distributed=distributed,
+                seed=seed + i,
+            )
+            for i, mod in enumerate(MODALITIES)
         ]
         if self.anchor_pairs_ is not None:
             anchor_loader = self._anchor_loader(train_idx, effective_bs)
@@ -561,14 +601,31 @@ class ConAAE:
             snapshot.completed_epochs,
         )
 
-    def _loader(self, mod: str, indices: np.ndarray, batch_size: int, *, shuffle: bool):
+    def _loader(
+        self,
+        mod: str,
+        indices: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        distributed: bool = False,
+        seed: int = 0,
+    ):
         # drop_last keeps BatchNorm away from a last minibatch of a single cell.
+        drop_last = shuffle and len(indices) > batch_size
+        if distributed:
+            # Under DDP each process takes its own share of every epoch's minibatches.
+            sampler = ShardedBatchSampler(
+                len(indices), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed
+            )
+            dataset = self.modalities_[mod].manager.create_torch_dataset(indices=indices)
+            return DataLoader(dataset, sampler=sampler, batch_size=None)
         return AnnDataLoader(
             self.modalities_[mod].manager,
             indices=indices,
             batch_size=batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(indices) > batch_size,
+            drop_last=drop_last,
         )
 
     def _anchor_loader(self, train_idx: dict[str, np.ndarray], batch_size: int):
@@ -602,7 +659,9 @@ class ConAAE:
 
     def _append_history(self, trainer, n_epochs: int | None = None) -> None:
         """Append the trainer's history; with ``n_epochs``, only its first ``n_epochs``."""
-        history = getattr(trainer.logger, "history", None) or {}
+        history = getattr(trainer.logger, "history", None)
+        if not isinstance(history, Mapping):  # e.g. the dummy logger of DDP ranks > 0
+            history = {}
         offset = 0
         if self.history_:
             offset = max(
@@ -668,6 +727,9 @@ class ConAAE:
         self.module.eval()
         device = self.device
         out = np.empty((matrix.shape[0], self.module.n_latent), dtype=np.float32)
+        # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k peaks)
+        # never densify thousands of rows at once.
+        batch_size = max(1, min(batch_size, (1 << 24) // max(1, matrix.shape[1])))
         with torch.inference_mode():
             for start in range(0, matrix.shape[0], batch_size):
                 rows = np.arange(start, min(start + batch_size, matrix.shape[0]))

@@ -172,9 +172,22 @@ class ConAAETrainingPlan(TrainingPlan):
                 disc_loss = self.module.discriminator_loss(z["rna"], z["atac"])
                 disc_optimizer.zero_grad()
                 self.manual_backward(disc_loss)
+                self._sync_gradients(self.module.discriminator_parameters())
                 disc_optimizer.step()
             terms[LOSS_KEYS.DISCRIMINATOR] = disc_loss.detach()
         self._log_terms(terms, "train", batch_size=len(z["rna"]) + len(z["atac"]))
+
+    @staticmethod
+    def _sync_gradients(parameters) -> None:
+        """Average gradients over processes (DDP syncs only the first backward of a step)."""
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return
+        world = dist.get_world_size()
+        for p in parameters:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad.div_(world)
 
     def validation_step(self, batch, batch_idx):
         """All loss terms on held-out cells of both modalities."""
@@ -218,6 +231,52 @@ class EpochSnapshot(Callback):
     def restore(self) -> None:
         """Put the copied weights back into the module."""
         self.module.load_state_dict(self.state)
+
+
+class ShardedBatchSampler:
+    """Minibatches of dataset positions, split across the processes of a distributed run.
+
+    Used instead of the default sampler under DDP (``strategy="ddp"`` / ``"ddp_spawn"``). The
+    shuffled order of each epoch comes from ``seed`` and the epoch number, so it is the same
+    on every process, and each process takes every ``world_size``-th minibatch of it. The
+    number of minibatches per process is equal on all processes (the tail is dropped). The
+    process group is read when iterating, i.e. inside ``Trainer.fit``, not at construction.
+    Outside a distributed run it behaves like a plain (optionally shuffled) batch sampler.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int = 0):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.drop_last, self.seed, self.epoch = drop_last, seed, 0
+
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _n_batches(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)
+        return max(1, full + (rest > 0 and not self.drop_last))
+
+    def __len__(self) -> int:
+        _, world = self._rank_world()
+        return max(1, self._n_batches() // world)
+
+    def __iter__(self):
+        rank, world = self._rank_world()
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+            if self.shuffle
+            else np.arange(self.n)
+        )
+        self.epoch += 1
+        batches = [
+            order[i : i + self.batch_size].tolist() for i in range(0, self.n, self.batch_size)
+        ][: self._n_batches()]
+        per_rank = max(1, len(batches) // world)
+        for b in range(per_rank):
+            yield batches[(b * world + rank) % len(batches)]
 
 
 def steps_per_epoch(n_cells: int, batch_size: int) -> int:

@@ -1,0 +1,327 @@
+"""Scaling of the whole Con-AAE job with the number of cells, on synthetic sparse data.
+
+For each size (cells per modality), in a fresh subprocess so that peak memory is per size:
+generate CSR matrices directly (no dense intermediate; 20k genes at ~5 % non-zero, 100k peaks
+at ~2 % non-zero by default), then time and measure memory of each stage:
+
+- ``setup``: ``setup_mudata`` + ``ConAAE(...)`` (validation, registration, per-feature moments),
+- ``train``: a fixed number of minibatch steps (``--steps``; the default ``train()`` would run
+  ~3,000),
+- ``write``: ``write_results()`` (embeddings of all cells, predicted labels, nearest matches:
+  exact chunked search up to 50k x 50k cells, pynndescent beyond).
+
+Peak RSS is the process high-water mark (``getrusage``) at the end of each stage, so it is
+cumulative; ``rss_mb`` is the resident size after the stage. Also reports parameter counts of
+the default hidden widths (256, 128) vs the paper's rule (hidden = input width). Timings on a
+shared 2-core machine are noisy (other jobs ran concurrently): compare ratios, not absolutes.
+
+Examples
+--------
+python benchmarks/scale.py                      # 10k and 100k cells
+python benchmarks/scale.py --quick              # smoke test, small sizes
+python benchmarks/scale.py --sizes 10000 100000 1000000   # 1M needs ~30 GB: see --help
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no OpenMP spin-waiting on a busy machine
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+
+
+def random_csr(
+    n_obs: int, n_vars: int, density: float, rng: np.random.Generator, *, chunk: int = 20_000
+) -> sparse.csr_matrix:
+    """Random count matrix in CSR, built row-chunk by row-chunk (never dense).
+
+    Row totals vary (log-normal library size around ``density``); column indices are drawn
+    uniformly and sorted within each row (a few duplicates may remain; scipy sums them when
+    densifying, as for any non-canonical CSR). Values are small counts (1 + Poisson(1)).
+    """
+    indptr = np.zeros(n_obs + 1, dtype=np.int64)
+    per_row = np.clip(
+        rng.lognormal(np.log(density * n_vars), 0.3, size=n_obs).astype(np.int64), 1, n_vars
+    )
+    indptr[1:] = np.cumsum(per_row)
+    nnz = int(indptr[-1])
+    index_dtype = np.int32 if nnz < 2**31 else np.int64
+    indices = np.empty(nnz, dtype=index_dtype)
+    data = np.empty(nnz, dtype=np.float32)
+    for start in range(0, n_obs, chunk):
+        stop = min(start + chunk, n_obs)
+        lo, hi = indptr[start], indptr[stop]
+        cols = rng.integers(0, n_vars, size=hi - lo, dtype=index_dtype)
+        # sort within rows: row id * n_vars + col, sorted, back to col
+        row_ids = np.repeat(np.arange(stop - start, dtype=np.int64), per_row[start:stop])
+        key = row_ids * n_vars + cols
+        key.sort()
+        indices[lo:hi] = (key % n_vars).astype(index_dtype)
+        data[lo:hi] = 1.0 + rng.poisson(1.0, size=hi - lo).astype(np.float32)
+        del cols, row_ids, key
+    return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n_obs, n_vars))
+
+
+def synthetic_mudata(n_cells, n_genes, n_peaks, rna_density, atac_density, seed=0):
+    """MuData of random sparse RNA and ATAC counts with 3 random labels (no structure)."""
+    import anndata as ad
+    import mudata as md
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    labels = pd.Categorical(rng.integers(0, 3, n_cells).astype(str))
+    rna = ad.AnnData(
+        random_csr(n_cells, n_genes, rna_density, rng),
+        obs=pd.DataFrame({"label": labels}, index=[f"r{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]),
+    )
+    atac = ad.AnnData(
+        random_csr(n_cells, n_peaks, atac_density, rng),
+        obs=pd.DataFrame({"label": labels}, index=[f"a{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=[f"p{i}" for i in range(n_peaks)]),
+    )
+    return md.MuData({"rna": rna, "atac": atac})
+
+
+def _rss_mb() -> float:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:  # pragma: no cover
+        return float("nan")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def param_count(n_in: int, hidden: list[int], n_latent: int = 50) -> int:
+    """Parameters of one encoder + mirrored decoder (Linear layers, weights + biases)."""
+    widths = [n_in, *hidden, n_latent]
+    enc = sum(a * b + b for a, b in pairwise(widths))
+    dec = sum(a * b + b for a, b in pairwise(widths[::-1]))
+    return enc + dec
+
+
+def run_size(args) -> dict:
+    """One size, in this process; returns stage timings and memory."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    common.quiet()
+    from conaae_scverse import ConAAE
+
+    out = {"n_cells": args.one, "stages": {}}
+
+    def stage(name, t0, c0):
+        out["stages"][name] = {
+            "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
+            "rss_mb": _rss_mb(),
+            "peak_rss_mb": _peak_mb(),
+        }
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    mdata = synthetic_mudata(
+        args.one, args.genes, args.peaks, args.rna_density, args.atac_density, seed=args.seed
+    )
+    out["nnz_rna"] = int(mdata["rna"].X.nnz)
+    out["nnz_atac"] = int(mdata["atac"].X.nnz)
+    stage("generate", t0, c0)
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    ConAAE.setup_mudata(mdata, labels_key="label")
+    model = ConAAE(mdata, seed=args.seed)
+    out["n_parameters"] = int(sum(p.numel() for p in model.module.parameters()))
+    stage("setup", t0, c0)
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.train(
+        max_epochs=1,
+        batch_size=args.batch_size,
+        accelerator="cpu",
+        train_size=1.0,
+        limit_train_batches=args.steps,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    stage("train", t0, c0)
+    out["steps"] = args.steps
+    out["cells_per_s"] = 2 * args.steps * args.batch_size / out["stages"]["train"]["wall_s"]
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.write_results()
+    stage("write", t0, c0)
+    out["match_method"] = "exact" if args.one**2 <= 50_000**2 else "approximate (pynndescent)"
+    out["total_wall_s"] = sum(s["wall_s"] for s in out["stages"].values())
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000],
+        help="cells per modality; 1000000 needs ~30 GB (not on a 24 GB box)",
+    )
+    parser.add_argument("--genes", type=int, default=20_000)
+    parser.add_argument("--peaks", type=int, default=100_000)
+    parser.add_argument("--rna-density", type=float, default=0.05)
+    parser.add_argument("--atac-density", type=float, default=0.02)
+    parser.add_argument("--steps", type=int, default=20, help="training minibatch steps")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes")
+    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one size
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.genes, args.peaks, args.steps = [1000, 3000], 2000, 5000, 3
+    if args.one is not None:
+        print("RESULT " + json.dumps(run_size(args)))
+        return 0
+
+    results = []
+    for n in args.sizes:
+        est_gb = n * (args.genes * args.rna_density + args.peaks * args.atac_density) * 8 / 1e9
+        cmd = [sys.executable, __file__, "--one", str(n)] + [
+            a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"
+        ]
+        cmd += ["--genes", str(args.genes), "--peaks", str(args.peaks), "--steps", str(args.steps)]
+        print(f"size {n}: ~{est_gb:.1f} GB of CSR data; running ...", flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            tail = (proc.stderr or "")[-600:].replace("\n", " ")
+            results.append({"n_cells": n, "error": f"rc={proc.returncode}: {tail}"})
+            continue
+        results.append(json.loads(line[0][7:]))
+
+    header = [
+        "cells/modality",
+        "nnz RNA",
+        "nnz ATAC",
+        "stage",
+        "wall s",
+        "CPU s",
+        "RSS MB",
+        "peak RSS MB",
+    ]
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([r["n_cells"], "", "", "FAILED", r["error"][:120], "", "", ""])
+            continue
+        for name, s in r["stages"].items():
+            rows.append(
+                [
+                    r["n_cells"],
+                    f"{r['nnz_rna']:.3g}",
+                    f"{r['nnz_atac']:.3g}",
+                    name,
+                    f"{s['wall_s']:.1f}",
+                    f"{s['cpu_s']:.1f}",
+                    f"{s['rss_mb']:.0f}",
+                    f"{s['peak_rss_mb']:.0f}",
+                ]
+            )
+    table = common.markdown_table(header, rows)
+
+    growth = []
+    ok = [r for r in results if "error" not in r]
+    for a, b in pairwise(ok):
+        f = b["n_cells"] / a["n_cells"]
+        growth.append(
+            f"{a['n_cells']} -> {b['n_cells']} cells (x{f:g}): "
+            + ", ".join(
+                f"{st} x{b['stages'][st]['wall_s'] / max(a['stages'][st]['wall_s'], 1e-9):.1f}"
+                for st in ("generate", "setup", "train", "write")
+            )
+            + "; peak RSS x"
+            + f"{b['stages']['write']['peak_rss_mb'] / a['stages']['write']['peak_rss_mb']:.1f}"
+        )
+    thr = [
+        f"{r['n_cells']}: {r['cells_per_s']:.0f} cells/s ({r['steps']} steps of "
+        f"{args.batch_size} + {args.batch_size})"
+        for r in ok
+    ]
+
+    hidden_default = [256, 128]
+    params = []
+    for name, n_in in (("RNA", args.genes), ("ATAC", args.peaks)):
+        d = param_count(n_in, hidden_default)
+        p = param_count(n_in, [n_in] * 3 + [100])
+        params.append(
+            [name, n_in, f"{d:,}", f"{d * 4 / 2**20:.0f} MB", f"{p:,}", f"{p * 4 / 2**30:.1f} GB"]
+        )
+    ptable = common.markdown_table(
+        [
+            "modality",
+            "input width",
+            "params default (256,128)",
+            "fp32",
+            "params paper (hidden = input)",
+            "fp32",
+        ],
+        params,
+    )
+    model_params = {r["n_cells"]: r["n_parameters"] for r in ok}
+
+    note = (
+        f"Synthetic CSR data: {args.genes} genes at ~{args.rna_density:.0%} non-zero, "
+        f"{args.peaks} peaks at ~{args.atac_density:.0%} non-zero; {args.steps} training steps "
+        f"of batch {args.batch_size}; {args.threads} torch thread(s); each size in its own "
+        "process. Shared 2-core machine with other jobs running: wall times are noisy, CPU "
+        "seconds are the steadier figure. Peak RSS is cumulative (process high-water mark). "
+        "No GPU was available."
+    )
+    md = "\n\n".join(
+        [
+            "# Scaling (benchmarks/scale.py)",
+            note,
+            table,
+            "Cost growth: " + ("; ".join(growth) or "n/a"),
+            "Training throughput: " + "; ".join(thr),
+            "Model size, per modality (encoder + decoder):",
+            ptable,
+            f"Whole model (both autoencoders, discriminator, classifier), default widths: "
+            f"{model_params}",
+        ]
+    )
+    print(md)
+    stem = "scale_quick" if args.quick else "scale"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f"{stem}.md").write_text(md + "\n")
+    common.write_json(
+        args.out_dir / f"{stem}.json",
+        {
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "environment": common.environment(),
+            "results": results,
+            "note": note,
+        },
+    )
+    return 0 if all("error" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

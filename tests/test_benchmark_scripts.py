@@ -1,0 +1,41 @@
+"""Each benchmark script runs in --quick mode and writes its markdown table and JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
+
+
+@pytest.mark.parametrize(
+    ("script", "stem", "needs_data"),
+    [
+        ("speed.py", "speed_quick", True),
+        ("scale.py", "scale_quick", False),
+        ("peers.py", "peers_quick", False),
+    ],
+)
+def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
+    if needs_data and not (DATA / "sci_car_a549").is_dir():
+        pytest.skip("sci-CAR data not available at ../shared/data")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        check=False,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| --- |" in proc.stdout or "|---|" in proc.stdout  # a markdown table was printed
+    md = (tmp_path / f"{stem}.md").read_text()
+    assert md.startswith("# ") and "|---|" in md
+    payload = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert "environment" in payload
