@@ -299,6 +299,25 @@ def write_json(path: Path, payload: Any) -> None:
     tmp.replace(path)
 
 
+def write_report(args: Any, name: str, markdown: str, payload: Mapping[str, Any]) -> None:
+    """Write ``<name>.md`` and ``<name>.json`` (with args and environment) to ``args.out_dir``.
+
+    In ``--quick`` mode the files are ``<name>_quick.*``, so that a smoke test never
+    overwrites real results.
+    """
+    stem = name + ("_quick" if args.quick else "")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f"{stem}.md").write_text(markdown + "\n")
+    write_json(
+        args.out_dir / f"{stem}.json",
+        {
+            "environment": environment(),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            **payload,
+        },
+    )
+
+
 def _clean(obj: Any) -> Any:
     if isinstance(obj, float):
         return None if math.isnan(obj) or math.isinf(obj) else round(obj, 5)

@@ -348,18 +348,7 @@ def main(argv=None) -> int:
         ["# Peers (benchmarks/peers.py)", note, table, "\n".join(f"- {v}" for v in verdict)]
     )
     print(md)
-    stem = "peers_quick" if args.quick else "peers"
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{stem}.md").write_text(md + "\n")
-    common.write_json(
-        args.out_dir / f"{stem}.json",
-        {
-            "environment": common.environment(),
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "results": results,
-            "note": note,
-        },
-    )
+    common.write_report(args, "peers", md, {"results": results, "note": note})
     return 0
 
 

@@ -308,18 +308,7 @@ def main(argv=None) -> int:
         ]
     )
     print(md)
-    stem = "scale_quick" if args.quick else "scale"
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{stem}.md").write_text(md + "\n")
-    common.write_json(
-        args.out_dir / f"{stem}.json",
-        {
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "environment": common.environment(),
-            "results": results,
-            "note": note,
-        },
-    )
+    common.write_report(args, "scale", md, {"results": results, "note": note})
     return 0 if all("error" not in r for r in results) else 1
 
 

@@ -415,17 +415,7 @@ def main(argv=None) -> int:
     res["script_wall_s"] = time.perf_counter() - t
     text = render(res, args)
     print(text)
-    stem = "speed_quick" if args.quick else "speed"
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{stem}.md").write_text(text + "\n")
-    common.write_json(
-        args.out_dir / f"{stem}.json",
-        {
-            "environment": common.environment(),
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            **res,
-        },
-    )
+    common.write_report(args, "speed", text, res)
     return 0
 
 

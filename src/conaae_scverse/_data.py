@@ -114,20 +114,18 @@ def get_modality(mdata: MuData, mod_name: str, role: str) -> ad.AnnData:
             "feature. Check the filtering steps that produced it."
         )
         raise ValueError(msg)
-    if not adata.obs_names.is_unique:
-        dup = adata.obs_names[adata.obs_names.duplicated()][:3].tolist()
-        msg = (
-            f"Modality {mod_name!r} has duplicate obs_names (e.g. {dup}); cell matches would be "
-            f"ambiguous. Make them unique, e.g. `mdata.mod[{mod_name!r}].obs_names_make_unique()`."
-        )
-        raise ValueError(msg)
-    if not adata.var_names.is_unique:
-        dup = adata.var_names[adata.var_names.duplicated()][:3].tolist()
-        msg = (
-            f"Modality {mod_name!r} has duplicate var_names (e.g. {dup}); features could not be "
-            f"matched on new data. Make them unique with `.var_names_make_unique()`."
-        )
-        raise ValueError(msg)
+    for axis, why in (
+        ("obs", "cell matches would be ambiguous"),
+        ("var", "features could not be matched on new data"),
+    ):
+        names = getattr(adata, f"{axis}_names")
+        if not names.is_unique:
+            dup = names[names.duplicated()][:3].tolist()
+            msg = (
+                f"Modality {mod_name!r} has duplicate {axis}_names (e.g. {dup}); {why}. Make "
+                f"them unique, e.g. `mdata.mod[{mod_name!r}].{axis}_names_make_unique()`."
+            )
+            raise ValueError(msg)
     return adata
 
 

@@ -800,28 +800,24 @@ class ConAAE:
         with columns ``conaae_match`` (obs_name in the other modality) and
         ``conaae_match_distance``.
         """
-        z, names = {}, {}
+        if method not in ("nearest", "one_to_one"):
+            msg = f"method must be 'nearest' or 'one_to_one', got {method!r}."
+            raise ValueError(msg)
+        return _match_latents(self._latents(mdata), method=method, metric=metric)
+
+    def _latents(self, mdata: MuData | None) -> dict[str, tuple[np.ndarray, pd.Index]]:
+        """Each modality's embedding and obs_names, encoded once for all the outputs."""
+        latents = {}
         for mod in MODALITIES:
-            matrix, names[mod] = self._inference_matrix(mdata, mod)
-            z[mod] = self._encode(matrix, mod, 4096)
-        out = {}
-        for mod, other in ((MODALITIES.RNA, MODALITIES.ATAC), (MODALITIES.ATAC, MODALITIES.RNA)):
-            if method == "one_to_one":
-                idx, dist = one_to_one_matching(z[mod], z[other], metric=metric)
-            elif method == "nearest":
-                idx, dist = nearest_neighbors(z[mod], z[other], k=1, metric=metric)
-                idx, dist = idx[:, 0], dist[:, 0]
-            else:
-                msg = f"method must be 'nearest' or 'one_to_one', got {method!r}."
-                raise ValueError(msg)
-            out[mod] = pd.DataFrame(
-                {
-                    OUTPUT_KEYS.MATCH: np.asarray(names[other])[idx],
-                    OUTPUT_KEYS.MATCH_DISTANCE: dist.astype(np.float32),
-                },
-                index=names[mod],
-            )
-        return out
+            matrix, names = self._inference_matrix(mdata, mod)
+            latents[mod] = self._encode(matrix, mod, 4096), names
+        return latents
+
+    def _label_probabilities(self, z: np.ndarray) -> np.ndarray:
+        """Classifier probabilities, shape (n_cells, n_labels), of latent rows ``z``."""
+        with torch.inference_mode():
+            logits = self.module.classify(torch.as_tensor(z, device=self.device))
+            return torch.softmax(logits, dim=1).cpu().numpy()
 
     def write_results(
         self,
@@ -849,17 +845,18 @@ class ConAAE:
         metric
             Distance of the matching, ``"l1"`` (the paper) or ``"l2"``.
         """
+        if match not in ("nearest", "one_to_one"):
+            msg = f"match must be 'nearest' or 'one_to_one', got {match!r}."
+            raise ValueError(msg)
         target = self.mdata if mdata is None else mdata
-        matches = self.match_cells(mdata, method=match, metric=metric)
+        latents = self._latents(mdata)
+        matches = _match_latents(latents, method=match, metric=metric)
         for mod in MODALITIES:
             adata = target.mod[self.setup_.mod_name(mod)]
-            matrix, _ = self._inference_matrix(mdata, mod)
-            z = self._encode(matrix, mod, 4096)
+            z, _ = latents[mod]
             adata.obsm[OUTPUT_KEYS.LATENT] = z
             if self.label_categories_:
-                with torch.inference_mode():
-                    logits = self.module.classify(torch.as_tensor(z, device=self.device))
-                    probs = torch.softmax(logits, dim=1).cpu().numpy()
+                probs = self._label_probabilities(z)
                 adata.obs[OUTPUT_KEYS.LABEL] = pd.Categorical.from_codes(
                     probs.argmax(axis=1), categories=self.label_categories_
                 )
@@ -889,10 +886,8 @@ class ConAAE:
         """
         target = self.mdata if mdata is None else mdata
         frames, latents = [], []
-        for mod in MODALITIES:
+        for mod, (z, names) in self._latents(mdata).items():
             mod_name = self.setup_.mod_name(mod)
-            matrix, names = self._inference_matrix(mdata, mod)
-            z = self._encode(matrix, mod, 4096)
             latents.append(z)
             obs = pd.DataFrame(
                 {"modality": mod_name, "cell": np.asarray(names, dtype=str)},
@@ -903,10 +898,8 @@ class ConAAE:
             if key is not None:
                 obs[key] = source[key].astype("object").to_numpy() if key in source else np.nan
             if self.label_categories_:
-                with torch.inference_mode():
-                    logits = self.module.classify(torch.as_tensor(z, device=self.device))
                 obs[OUTPUT_KEYS.LABEL] = np.asarray(self.label_categories_, dtype=object)[
-                    logits.argmax(dim=1).cpu().numpy()
+                    self._label_probabilities(z).argmax(axis=1)
                 ]
             frames.append(obs)
         obs = pd.concat(frames)
@@ -1012,6 +1005,31 @@ class ConAAE:
             f"{len(self.label_categories_)}, alignment={self.module.alignment!r}, "
             f"trained={self.is_trained_})"
         )
+
+
+def _match_latents(
+    latents: dict[str, tuple[np.ndarray, pd.Index]],
+    *,
+    method: Literal["nearest", "one_to_one"],
+    metric: Literal["l1", "l2"],
+) -> dict[str, pd.DataFrame]:
+    """Each cell's match in the other modality, as returned by :meth:`ConAAE.match_cells`."""
+    out = {}
+    for mod, other in ((MODALITIES.RNA, MODALITIES.ATAC), (MODALITIES.ATAC, MODALITIES.RNA)):
+        (z, names), (z_other, names_other) = latents[mod], latents[other]
+        if method == "one_to_one":
+            idx, dist = one_to_one_matching(z, z_other, metric=metric)
+        else:
+            idx, dist = nearest_neighbors(z, z_other, k=1, metric=metric)
+            idx, dist = idx[:, 0], dist[:, 0]
+        out[mod] = pd.DataFrame(
+            {
+                OUTPUT_KEYS.MATCH: np.asarray(names_other)[idx],
+                OUTPUT_KEYS.MATCH_DISTANCE: dist.astype(np.float32),
+            },
+            index=names,
+        )
+    return out
 
 
 def _dense_rows(matrix, rows: np.ndarray) -> torch.Tensor:

@@ -34,12 +34,29 @@ SNARE_CELL_LINES = {1: "H1", 2: "GM12878", 3: "BJ", 4: "K562"}
 _SNARE_METADATA_ALIASES = {"GM": "GM12878"}
 
 
-def _paired_obs(names: pd.Index, label_key: str, labels: pd.Categorical) -> pd.DataFrame:
-    """Obs of one modality of a co-assay: the label and each cell as its own partner."""
-    return pd.DataFrame(
-        {label_key: labels, TRUE_PARTNER_KEY: np.asarray(names, dtype=object)},
-        index=names,
-    )
+def _co_assay_mudata(
+    names: pd.Index,
+    matrices: dict[str, sp.csr_matrix | np.ndarray],
+    label_key: str,
+    labels: pd.Categorical,
+    provenance: dict[str, str],
+) -> md.MuData:
+    """MuData of a co-assay: same cells in both modalities, each cell its own partner.
+
+    ``matrices`` maps a feature-name prefix (``"gene"``, ``"peak"``, ...) to the RNA and
+    then the ATAC matrix; the files carry no feature names, so they are numbered.
+    """
+    modalities = []
+    for prefix, matrix in matrices.items():
+        # Each modality gets its own obs so that editing one never edits the other.
+        obs = pd.DataFrame(
+            {label_key: labels.copy(), TRUE_PARTNER_KEY: np.asarray(names, dtype=object)},
+            index=names.copy(),
+        )
+        var = pd.DataFrame(index=[f"{prefix}_{j}" for j in range(matrix.shape[1])])
+        modalities.append(ad.AnnData(X=matrix, obs=obs, var=var))
+    rna, atac = modalities
+    return build_mudata(rna, atac, provenance)
 
 
 def _read_text_lines(path: Path) -> list[str]:
@@ -162,17 +179,7 @@ def sci_car_a549(
         [f"{int(h)}h" for h in hours], categories=[f"{h}h" for h in hour_values]
     )
 
-    rna = ad.AnnData(
-        X=rna_x,
-        obs=_paired_obs(names, TREATMENT_TIME_KEY, labels),
-        var=pd.DataFrame(index=[f"gene_{j}" for j in range(rna_x.shape[1])]),
-    )
-    atac = ad.AnnData(
-        X=atac_x,
-        obs=_paired_obs(names.copy(), TREATMENT_TIME_KEY, labels.copy()),
-        var=pd.DataFrame(index=[f"peak_{j}" for j in range(atac_x.shape[1])]),
-    )
-    logger.info("Loaded sci-CAR A549: rna %s, atac %s.", rna.shape, atac.shape)
+    logger.info("Loaded sci-CAR A549: rna %s, atac %s.", rna_x.shape, atac_x.shape)
     provenance = {
         "name": dataset,
         "citation": (
@@ -184,7 +191,9 @@ def sci_car_a549(
         ),
         "url": REGISTRY[dataset].base_url,
     }
-    return build_mudata(rna, atac, provenance)
+    return _co_assay_mudata(
+        names, {"gene": rna_x, "peak": atac_x}, TREATMENT_TIME_KEY, labels, provenance
+    )
 
 
 def snare_seq_cell_lines(
@@ -278,17 +287,7 @@ def snare_seq_cell_lines(
         logger.warning("SNARE-seq barcodes are not unique; naming cells snare_0 .. instead.")
 
     labels = pd.Categorical(cell_lines, categories=list(SNARE_CELL_LINES.values()))
-    rna = ad.AnnData(
-        X=rna_x,
-        obs=_paired_obs(names, CELL_LINE_KEY, labels),
-        var=pd.DataFrame(index=[f"rna_feat_{j}" for j in range(rna_x.shape[1])]),
-    )
-    atac = ad.AnnData(
-        X=atac_x,
-        obs=_paired_obs(names.copy(), CELL_LINE_KEY, labels.copy()),
-        var=pd.DataFrame(index=[f"atac_feat_{j}" for j in range(atac_x.shape[1])]),
-    )
-    logger.info("Loaded SNARE-seq cell lines: rna %s, atac %s.", rna.shape, atac.shape)
+    logger.info("Loaded SNARE-seq cell lines: rna %s, atac %s.", rna_x.shape, atac_x.shape)
     provenance = {
         "name": dataset,
         "citation": (
@@ -299,4 +298,10 @@ def snare_seq_cell_lines(
         ),
         "url": REGISTRY[dataset].base_url,
     }
-    return build_mudata(rna, atac, provenance)
+    return _co_assay_mudata(
+        names,
+        {"rna_feat": rna_x, "atac_feat": atac_x},
+        CELL_LINE_KEY,
+        labels,
+        provenance,
+    )

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._constants import OUTPUT_KEYS
-from ._utils import check_show_save, finish, new_axes
+from ._utils import check_show_save, doc_show_save, finish, new_axes
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -109,6 +109,7 @@ def confusion_matrix(
     return pd.DataFrame(values, index=counts.index, columns=counts.columns)
 
 
+@doc_show_save("confusion")
 def confusion(
     data: MuData | ad.AnnData | pd.DataFrame,
     *,
@@ -154,11 +155,7 @@ def confusion(
         Axes title. Default: the modality and the accuracy.
     ax
         Axes to draw on (default: a new figure).
-    show
-        Show the figure. Default: ``sc.settings.autoshow`` (True unless changed).
-    save
-        Save the figure: a file path, or ``True`` for
-        ``sc.settings.figdir / "conaae_confusion.<sc.settings.file_format_figs>"``.
+    {show_save}
 
     Returns
     -------

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._constants import OUTPUT_KEYS
-from ._utils import check_show_save, finish
+from ._utils import check_show_save, doc_show_save, finish
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -46,6 +46,7 @@ def joint_umap(
     return joint
 
 
+@doc_show_save("embedding")
 def embedding(
     data: ConAAE | ad.AnnData,
     *,
@@ -87,11 +88,7 @@ def embedding(
         Seed of the neighbour graph and UMAP.
     ax
         Axes to draw on (one colour only).
-    show
-        Show the figure. Default: ``sc.settings.autoshow`` (True unless changed).
-    save
-        Save the figure: a file path, or ``True`` for
-        ``sc.settings.figdir / "conaae_embedding.<sc.settings.file_format_figs>"``.
+    {show_save}
     **kwargs
         Passed to :func:`scanpy.pl.embedding` (e.g. ``size``, ``palette``, ``ncols``,
         ``legend_loc``).

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ._utils import check_show_save, finish
+from ._utils import check_show_save, doc_show_save, finish
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -92,6 +92,7 @@ def _order(name: str) -> int:
     return {"train": 0, None: 1, "validation": 2}[_split(name)[1]]
 
 
+@doc_show_save("history")
 def history(
     model: ConAAE | Mapping[str, pd.DataFrame],
     *,
@@ -124,11 +125,7 @@ def history(
         Panels per row of the grid (without ``ax``).
     ax
         Draw every selected curve on this Axes instead of one panel per term.
-    show
-        Show the figure. Default: ``sc.settings.autoshow`` (True unless changed).
-    save
-        Save the figure: a file path, or ``True`` for
-        ``sc.settings.figdir / "conaae_history.<sc.settings.file_format_figs>"``.
+    {show_save}
 
     Returns
     -------

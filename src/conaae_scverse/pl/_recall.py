@@ -10,7 +10,7 @@ import numpy as np
 
 from .._constants import OUTPUT_KEYS, TRUE_PARTNER_KEY
 from ..metrics import chance_recall_at_k, pairs_from_mudata, recall_at_k_curve
-from ._utils import check_show_save, finish, new_axes
+from ._utils import check_show_save, doc_show_save, finish, new_axes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -64,6 +64,7 @@ def _default_ks(n: int) -> list[int]:
     return np.unique(np.rint(np.geomspace(1, max(n, 1), num=25)).astype(int)).tolist()
 
 
+@doc_show_save("recall_curve")
 def recall_curve(
     data: MuData | EmbeddingPair | Mapping[str, MuData | EmbeddingPair],
     *,
@@ -114,11 +115,7 @@ def recall_curve(
         Legend label of a single embedding (default: none, or the dict's keys).
     ax
         Axes to draw on (default: a new figure); draw on the same Axes to compare runs.
-    show
-        Show the figure. Default: ``sc.settings.autoshow`` (True unless changed).
-    save
-        Save the figure: a file path, or ``True`` for
-        ``sc.settings.figdir / "conaae_recall_curve.<sc.settings.file_format_figs>"``.
+    {show_save}
 
     Returns
     -------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -11,6 +12,27 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SHOW_SAVE_DOC = """show
+        Show the figure. Default: ``sc.settings.autoshow`` (True unless changed).
+    save
+        Save the figure: a file path, or ``True`` for
+        ``sc.settings.figdir / "conaae_{name}.<sc.settings.file_format_figs>"``."""
+
+
+def doc_show_save(name: str) -> Callable[[F], F]:
+    """Fill the ``{show_save}`` line of a plotting docstring with the shared parameters.
+
+    ``name`` is the figure's name in the default file name of ``save=True``.
+    """
+
+    def decorate(function: F) -> F:
+        text = _SHOW_SAVE_DOC.replace("{name}", name)
+        function.__doc__ = (function.__doc__ or "").replace("{show_save}", text)
+        return function
+
+    return decorate
 
 
 def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
