@@ -88,6 +88,7 @@ def _approximate(query, reference, *, k, metric, random_state):
         n_neighbors=max(k, 15),
         random_state=random_state,
         low_memory=True,
+        n_jobs=-1,  # all cores: building the index dominates matching on large data
     )
     indices, distances = index.query(query, k=k)
     return indices.astype(np.int64), distances.astype(np.float32)

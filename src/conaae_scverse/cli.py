@@ -95,27 +95,43 @@ def _demo(args: argparse.Namespace) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
+    import numpy as np
     import scanpy as sc
 
     from . import ConAAE, datasets, metrics
+    from ._constants import OUTPUT_KEYS
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     mdata = datasets.simulate(n_cells=args.n_cells, random_state=args.seed)
+    # Hide the labels of half of the ATAC cells: their predicted labels are then a real test.
+    atac_obs = mdata["atac"].obs
+    truth = atac_obs["batch"].copy()
+    hidden = np.random.default_rng(args.seed).random(len(atac_obs)) < 0.5
+    atac_obs["batch"] = truth.where(~hidden)
     ConAAE.setup_mudata(mdata, rna_mod="rna", atac_mod="atac", labels_key="batch")
     model = ConAAE(mdata, seed=args.seed)
     start = time.perf_counter()
     model.train(args.max_epochs, enable_progress_bar=not args.quiet)
     seconds = time.perf_counter() - start
     model.write_results()
+    atac_obs["batch"] = truth  # the evaluation sees every true label again
     figures = metrics.evaluate_alignment(mdata, labels_key="batch")
+    predicted = atac_obs[OUTPUT_KEYS.LABEL].astype(str).to_numpy()
+    figures["hidden_atac_label_accuracy"] = float(
+        np.mean(predicted[hidden] == truth.astype(str).to_numpy()[hidden])
+    )
     mdata.write_h5mu(out / "demo.h5mu")
 
     joint = model.get_joint_adata()
     sc.pp.neighbors(joint, use_rep="X_conaae")
     sc.tl.umap(joint, random_state=args.seed)
     fig = sc.pl.umap(
-        joint, color=["modality", "batch", "conaae_label"], show=False, return_fig=True
+        joint,
+        color=["modality", "batch", "conaae_label"],
+        wspace=0.4,
+        show=False,
+        return_fig=True,
     )
     fig.savefig(out / "umap.png", dpi=120, bbox_inches="tight")
     report = {
@@ -129,6 +145,20 @@ def _demo(args: argparse.Namespace) -> dict:
     return report
 
 
+def _quiet_dependencies() -> None:
+    """Keep the terminal to the progress bar and the report: no banners or library notices."""
+    import warnings
+
+    import mudata
+
+    mudata.set_options(pull_on_update=False)  # mudata's coming default; silences its notice
+    for name in ("lightning.pytorch", "lightning.fabric", "scvi"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Notices about Lightning's own internals or logging cadence, not about the user's data.
+    for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def _print_report(title: str, report: dict) -> None:
     print(title)
     width = max(len(k) for k in report)
@@ -140,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``conaae`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    _quiet_dependencies()
     try:
         if args.command == "run":
             _print_report("conaae run: done", _run(args))

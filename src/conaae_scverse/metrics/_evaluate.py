@@ -69,18 +69,19 @@ def evaluate_alignment(
 
     Returns
     -------
-    Dict of floats with keys
+    dict[str, float]
+        The scores, by key:
 
-    - ``"n_pairs"``: number of paired cells evaluated;
-    - ``"recall@k"`` for each ``k`` in ``ks`` (:func:`recall_at_k`, RNA cells querying ATAC
-      cells, with ``metric``) and ``"recall@k_l2"`` (or ``"recall@k_l1"`` when
-      ``metric="l2"``) with the other distance;
-    - ``"chance@k"``: recall@k of an uninformative embedding, ``k / n_pairs``;
-    - ``"foscttm"``: :func:`foscttm` (Euclidean), lower is better;
-    - ``"modality_mixing"``: :func:`modality_mixing` (Euclidean, ``k=15``);
-    - with ``labels_key``: ``"label_transfer_accuracy"`` (RNA labels to ATAC cells,
-      :func:`label_transfer_accuracy`, ``k=5``) and ``"integration_accuracy"``
-      (:func:`integration_accuracy`).
+        - ``"n_pairs"``: number of paired cells evaluated;
+        - ``"recall@k"`` for each ``k`` in ``ks`` (:func:`recall_at_k`, RNA cells querying ATAC
+          cells, with ``metric``) and ``"recall@k_l2"`` (or ``"recall@k_l1"`` when
+          ``metric="l2"``) with the other distance;
+        - ``"chance@k"``: recall@k of an uninformative embedding, ``k / n_pairs``;
+        - ``"foscttm"``: :func:`foscttm` (Euclidean), lower is better;
+        - ``"modality_mixing"``: :func:`modality_mixing` (Euclidean, ``k=15``);
+        - with ``labels_key``: ``"label_transfer_accuracy"`` (RNA labels to ATAC cells,
+          :func:`label_transfer_accuracy`, ``k=5``) and ``"integration_accuracy"``
+          (:func:`integration_accuracy`).
 
     Examples
     --------
