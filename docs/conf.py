@@ -88,28 +88,16 @@ html_theme_options = {
 }
 
 
-def _split_parameters(inner: str) -> list[str]:
-    """Split a signature's parameter list at top-level commas (not inside brackets)."""
-    parts, depth, start = [], 0, 0
-    for position, char in enumerate(inner):
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(inner[start:position])
-            start = position + 1
-    parts.append(inner[start:])
-    return parts
+def _hide_private_parameters(function) -> None:
+    """Leave private keyword arguments (``_registry``, for ``ConAAE.load``) out of the docs."""
+    import inspect
 
-
-def _hide_private_parameters(app, what, name, obj, options, signature, return_annotation):
-    """Drop private keyword arguments (``_registry``, used by ``ConAAE.load``) from signatures."""
-    if not signature or not signature.startswith("(") or "_" not in signature:
-        return None
-    kept = [p for p in _split_parameters(signature[1:-1]) if not p.strip().startswith("_")]
-    return "(" + ",".join(kept).strip() + ")", return_annotation
+    signature = inspect.signature(function)
+    public = [p for p in signature.parameters.values() if not p.name.startswith("_")]
+    function.__signature__ = signature.replace(parameters=public)
 
 
 def setup(app):
-    app.connect("autodoc-process-signature", _hide_private_parameters)
+    import conaae_scverse
+
+    _hide_private_parameters(conaae_scverse.ConAAE.__init__)

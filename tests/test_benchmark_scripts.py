@@ -19,6 +19,7 @@ DATA = ROOT / ".." / "shared" / "data"
         ("speed.py", "speed_quick", True),
         ("scale.py", "scale_quick", False),
         ("peers.py", "peers_quick", False),
+        ("label_transfer.py", "label_transfer_quick", True),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
