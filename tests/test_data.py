@@ -332,3 +332,17 @@ def test_setup_with_anchor_key(make_mudata):
         model.modalities_["rna"].obs_names[pairs[:, 0]],
         model.modalities_["atac"].obs_names[pairs[:, 1]],
     )
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_and_dense_inputs_give_the_same_latents(make_mudata, fmt):
+    dense, stored = make_mudata(fmt="dense"), make_mudata(fmt=fmt)
+    ConAAE.setup_mudata(dense)
+    model = ConAAE(dense, n_latent=4, n_hidden=(8,))
+    for mod in ("rna", "atac"):
+        np.testing.assert_allclose(
+            model.get_latent_representation(stored, modality=mod),
+            model.get_latent_representation(dense, modality=mod),
+            rtol=1e-4,
+            atol=1e-5,
+        )

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from . import _data, _persistence
 from ._compat import AnnDataLoader, Trainer, parse_device_args
 from ._constants import MODALITIES, OUTPUT_KEYS
-from ._module import ConAAEModule, LossWeights
+from ._module import ConAAEModule, LossWeights, sparse_csr
 from ._neighbors import nearest_neighbors, one_to_one_matching
 from ._training_plan import (
     ConAAETrainingPlan,
@@ -727,14 +727,20 @@ class ConAAE:
         self.module.eval()
         device = self.device
         out = np.empty((matrix.shape[0], self.module.n_latent), dtype=np.float32)
-        # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k peaks)
-        # never densify thousands of rows at once.
-        batch_size = max(1, min(batch_size, (1 << 24) // max(1, matrix.shape[1])))
+        is_sparse = sparse.issparse(matrix)
+        if not is_sparse:
+            # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k
+            # features) never densify thousands of rows at once.
+            batch_size = max(1, min(batch_size, (1 << 24) // max(1, matrix.shape[1])))
         with torch.inference_mode():
             for start in range(0, matrix.shape[0], batch_size):
                 rows = np.arange(start, min(start + batch_size, matrix.shape[0]))
-                x = _dense_rows(matrix, rows).to(device)
-                out[rows] = self.module.encode(x, modality).cpu().numpy()
+                if is_sparse:
+                    x = _sparse_rows(matrix, rows).to(device)
+                    z = self.module.encode_sparse(x, modality)
+                else:
+                    z = self.module.encode(_dense_rows(matrix, rows).to(device), modality)
+                out[rows] = z.cpu().numpy()
         return out
 
     @torch.inference_mode()
@@ -1037,6 +1043,18 @@ def _dense_rows(matrix, rows: np.ndarray) -> torch.Tensor:
     if sparse.issparse(block):
         block = block.toarray()
     return torch.as_tensor(np.asarray(block, dtype=np.float32))
+
+
+def _sparse_rows(matrix, rows: np.ndarray) -> torch.Tensor:
+    """Rows of a scipy sparse matrix as a torch CSR tensor (float32, duplicates summed)."""
+    block = sparse.csr_matrix(matrix[rows], dtype=np.float32)
+    block.sum_duplicates()
+    return sparse_csr(
+        torch.from_numpy(block.indptr.astype(np.int64)),
+        torch.from_numpy(block.indices.astype(np.int64)),
+        torch.from_numpy(block.data),
+        size=block.shape,
+    )
 
 
 def _restore_sigint(handler) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -47,6 +48,17 @@ def _mlp(n_in: int, hidden: Sequence[int], n_out: int, *, dropout: float) -> nn.
         width = h
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
+
+
+def sparse_csr(
+    crow_indices: torch.Tensor, col_indices: torch.Tensor, values: torch.Tensor, size: tuple
+) -> torch.Tensor:
+    """Build a ``torch.sparse_csr`` tensor without torch's notice that CSR support is in beta."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            crow_indices, col_indices, values, size=size, check_invariants=False
+        )
 
 
 class _Discriminator(nn.Module):
@@ -175,6 +187,42 @@ class ConAAEModule(nn.Module):
     def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """Latent of raw inputs ``x`` of shape (n, n_features), shape (n, n_latent)."""
         return self.encoders[modality](self.standardize(x, modality))
+
+    def encode_sparse(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """:meth:`encode` of a sparse CSR batch, without densifying it.
+
+        Standardisation makes a zero entry of feature j the constant ``z0[j]``, so the first
+        linear layer splits exactly into the output of an all-zero row, ``W @ z0 + b``, plus
+        a sparse correction ``W @ (z - z0)`` on the stored entries. For wide, sparse inputs
+        (e.g. 100k peaks at 2 %) that is ~50x fewer operations than the dense product.
+
+        Parameters
+        ----------
+        x
+            Raw inputs as a ``torch.sparse_csr`` tensor of shape (n, n_features), without
+            duplicate entries.
+        modality
+            ``"rna"`` or ``"atac"``.
+
+        Returns
+        -------
+        Latents of shape (n, n_latent), equal to ``encode(x.to_dense(), modality)``.
+        """
+        mean, std = getattr(self, f"{modality}_mean"), getattr(self, f"{modality}_std")
+        zero_value = (-mean / std).clamp(-_CLIP, _CLIP)  # log1p(0) = 0
+        columns = x.col_indices()
+        values = x.values()
+        if self.log1p[modality]:
+            values = torch.log1p(values.clamp_min(0))
+        values = ((values - mean[columns]) / std[columns]).clamp(-_CLIP, _CLIP)
+        correction = sparse_csr(
+            x.crow_indices(), columns, values - zero_value[columns], size=tuple(x.shape)
+        )
+        first, *rest = self.encoders[modality]
+        hidden = correction @ first.weight.T + first(zero_value)
+        for layer in rest:
+            hidden = layer(hidden)
+        return hidden
 
     def classify(self, z: torch.Tensor) -> torch.Tensor:
         """Label logits of latents, shape (n, n_labels)."""
