@@ -97,7 +97,7 @@ class ConAAETrainingPlan(TrainingPlan):
     def configure_optimizers(self):
         """Adam for the autoencoders and classifier; Adam for the discriminator, if any."""
         optimizers = [
-            torch.optim.Adam(
+            _adam(
                 self.module.autoencoder_parameters(),
                 lr=self.lr,
                 betas=self.betas,
@@ -106,7 +106,7 @@ class ConAAETrainingPlan(TrainingPlan):
         ]
         if self.module.discriminator is not None:
             optimizers.append(
-                torch.optim.Adam(
+                _adam(
                     self.module.discriminator_parameters(),
                     lr=self.lr_discriminator,
                     betas=self.betas,
@@ -289,3 +289,16 @@ def collate_anchor(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return {
         key: torch.as_tensor(np.stack([item[key] for item in batch])) for key in ("rna", "atac")
     }
+
+
+def _adam(params: list[torch.nn.Parameter], **kwargs: Any) -> torch.optim.Adam:
+    """Adam with the fused kernel where the parameters' device has one.
+
+    On a CPU the fused step is several times faster than the default per-tensor loop, a
+    sizeable share of a training step at the default widths; devices without the fused
+    kernel get the default.
+    """
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, **kwargs)
