@@ -133,7 +133,8 @@ def test_layer_is_used_instead_of_x(make_mudata):
 # ---------------------------------------------------------------- labels
 def test_labels_in_one_modality_only(make_mudata):
     mdata = make_mudata(labels="rna")
-    ConAAE.setup_mudata(mdata, labels_key="cell_type")
+    with pytest.warns(UserWarning, match="no labels in modality 'atac'.*Label a few"):
+        ConAAE.setup_mudata(mdata, labels_key="cell_type")
     model = ConAAE(mdata, n_latent=4, n_hidden=(8,))
     assert model.label_categories_ == ["alpha", "beta"]
     rna_codes = model.modalities_["rna"].labels
@@ -141,6 +142,17 @@ def test_labels_in_one_modality_only(make_mudata):
     np.testing.assert_array_equal(rna_codes, expected)
     assert (rna_codes >= 0).all()
     np.testing.assert_array_equal(model.modalities_["atac"].labels, -np.ones(36))
+
+
+@pytest.mark.parametrize(
+    ("labels", "anchor_key"), [("both", None), ("rna", "obs_names"), ("none", None)]
+)
+def test_no_swap_warning_when_both_sides_are_tied(make_mudata, recwarn, labels, anchor_key):
+    mdata = make_mudata(labels=labels, paired=anchor_key is not None)
+    ConAAE.setup_mudata(
+        mdata, labels_key=None if labels == "none" else "cell_type", anchor_key=anchor_key
+    )
+    assert not [w for w in recwarn if "no labels in modality" in str(w.message)]
 
 
 def test_nan_labels_are_unlabelled(make_mudata):

@@ -229,6 +229,15 @@ def label_categories(adatas: dict[str, ad.AnnData], labels_key: str) -> list[str
     return categories
 
 
+def unlabelled_modalities(adatas: dict[str, ad.AnnData], labels_key: str) -> list[str]:
+    """Names of the modalities in which ``labels_key`` is missing or NaN for every cell."""
+    return [
+        name
+        for name, adata in adatas.items()
+        if labels_key not in adata.obs or adata.obs[labels_key].isna().all()
+    ]
+
+
 def label_codes(adata: ad.AnnData, labels_key: str | None, categories: list[str]) -> np.ndarray:
     """Integer code of each cell's label; -1 marks an unlabelled cell (NaN or no column)."""
     codes = np.full(adata.n_obs, -1, dtype=np.int64)

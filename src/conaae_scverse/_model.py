@@ -7,6 +7,7 @@ import logging
 import math
 import signal
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -336,6 +337,16 @@ class ConAAE:
                 msg = f"labels_key must be a column name (str) or None, got {labels_key!r}."
                 raise TypeError(msg)
             _data.label_categories(adatas, labels_key)
+            unlabelled = _data.unlabelled_modalities(adatas, labels_key)
+            if unlabelled and anchor_key is None:
+                # Measured by benchmarks/label_transfer.py: whole populations can be swapped.
+                msg = (
+                    f"labels_key {labels_key!r} has no labels in modality {unlabelled[0]!r}. "
+                    "Its populations are then lined up with the labelled ones by the shape of "
+                    "the data alone, and look-alike populations can be swapped. Label a few "
+                    "of its cells (a few per cent suffice) or pass anchor_key to tie them."
+                )
+                warnings.warn(msg, UserWarning, stacklevel=2)
         if anchor_key is not None:
             _data.anchor_pairs(adatas[rna_mod], adatas[atac_mod], anchor_key, rna_mod, atac_mod)
         _data.remember_setup(
