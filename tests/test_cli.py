@@ -101,6 +101,14 @@ def test_run_missing_labels_key_is_one_line_and_exit_2(h5mu, tmp_path, capsys):
     assert "'nope'" in _error_line(capsys)
 
 
+def test_errors_name_the_command_line_option(h5mu, tmp_path, capsys):
+    code = main(["run", str(h5mu), "-o", str(tmp_path / "o.h5mu"), "--rna-mod", "gex"])
+    assert code == 2
+    line = _error_line(capsys)
+    assert "'gex'" in line and "Pass --rna-mod one of these" in line
+    assert "rna_mod" not in line
+
+
 def test_run_refuses_to_overwrite(h5mu, tmp_path, capsys):
     out = tmp_path / "out.h5mu"
     out.write_text("keep me")

@@ -159,6 +159,22 @@ def _quiet_dependencies() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+#: How the package's messages name an argument, and the option the command line uses instead.
+_ARGUMENT_TO_OPTION = {
+    **{f"`{role}_mod`": f"--{role}-mod" for role in ("rna", "atac")},
+    **{f"`{role}_mod=`": f"--{role}-mod" for role in ("rna", "atac")},
+    "pass labels_key=None": "leave out --labels-key",
+    "rna_layer=": "--rna-layer ",
+}
+
+
+def _in_flags(message: str) -> str:
+    """Reword an error message of the Python API for the command line."""
+    for argument, option in _ARGUMENT_TO_OPTION.items():
+        message = message.replace(argument, option)
+    return message
+
+
 def _print_report(title: str, report: dict) -> None:
     print(title)
     width = max(len(k) for k in report)
@@ -182,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, KeyError, OSError) as err:
         # One clear line, not a traceback: every such error names the problem and the fix.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"conaae: error: {message}", file=sys.stderr)
+        print(f"conaae: error: {_in_flags(str(message))}", file=sys.stderr)
         return 2
     return 0
 
