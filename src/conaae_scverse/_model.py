@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import sparse
+from scvi.utils import track
 from torch.utils.data import DataLoader
 
 from . import _data, _persistence
 from ._compat import AnnDataLoader, Trainer, parse_device_args
 from ._constants import MODALITIES, OUTPUT_KEYS
 from ._module import ConAAEModule, LossWeights, sparse_csr
-from ._neighbors import nearest_neighbors, one_to_one_matching
+from ._neighbors import PROGRESS_MIN_BLOCKS, nearest_neighbors, one_to_one_matching
 from ._training_plan import (
     ConAAETrainingPlan,
     EpochSnapshot,
@@ -743,8 +744,13 @@ class ConAAE:
             # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k
             # features) never densify thousands of rows at once.
             batch_size = max(1, min(batch_size, (1 << 24) // max(1, matrix.shape[1])))
+        starts = range(0, matrix.shape[0], batch_size)
         with torch.inference_mode():
-            for start in range(0, matrix.shape[0], batch_size):
+            for start in track(
+                starts,
+                description=f"Encoding {modality.upper()} cells",
+                disable=len(starts) < PROGRESS_MIN_BLOCKS,
+            ):
                 rows = np.arange(start, min(start + batch_size, matrix.shape[0]))
                 if is_sparse:
                     x = _sparse_rows(matrix, rows).to(device)

@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from scvi.utils import track
 
 logger = logging.getLogger(__name__)
 
@@ -16,6 +17,8 @@ _P = {"l1": 1.0, "l2": 2.0}
 EXACT_LIMIT = 50_000 * 50_000
 #: Largest problem for one-to-one matching (the assignment needs the full cost matrix).
 ONE_TO_ONE_LIMIT = 5_000
+#: Long loops (at least this many blocks) show a progress bar.
+PROGRESS_MIN_BLOCKS = 20
 
 
 def _check_metric(metric: str) -> None:
@@ -70,7 +73,10 @@ def nearest_neighbors(
     ref = torch.from_numpy(reference)
     indices = np.empty((len(query), k), dtype=np.int64)
     distances = np.empty((len(query), k), dtype=np.float32)
-    for start in range(0, len(query), chunk_size):
+    starts = range(0, len(query), chunk_size)
+    for start in track(
+        starts, description="Matching cells", disable=len(starts) < PROGRESS_MIN_BLOCKS
+    ):
         block = torch.from_numpy(query[start : start + chunk_size])
         dist = torch.cdist(block, ref, p=_P[metric])
         values, idx = torch.topk(dist, k, dim=1, largest=False)
@@ -81,6 +87,12 @@ def nearest_neighbors(
 
 def _approximate(query, reference, *, k, metric, random_state):
     from pynndescent import NNDescent
+
+    logger.info(
+        "Approximate nearest neighbours (pynndescent): indexing %d cells, querying %d.",
+        len(reference),
+        len(query),
+    )
 
     index = NNDescent(
         reference,
