@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -45,9 +46,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
-    """Build the Sphinx documentation with warnings as errors."""
+    """Build the Sphinx documentation with warnings as errors, executing the tutorials."""
     _install(session, "[doc]")
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    env = {}
+    shared = Path(__file__).resolve().parent.parent / "shared" / "data"
+    if "CONAAE_DATA_DIR" not in os.environ and shared.is_dir():
+        env["CONAAE_DATA_DIR"] = str(shared)  # offline: the tutorials read the local copies
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", env=env
+    )
 
 
 @nox.session(python=PYTHON)

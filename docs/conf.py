@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from datetime import datetime
@@ -13,7 +14,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))  # the docs also build from a source tree
 
 # -- Tutorials: pulled in from ../tutorials at build time (docs/tutorials/ is gitignored) ----
-# Notebooks are executed by the test suite (tests/test_tutorials.py), never by the docs build.
+# They are stored without outputs and executed here, so the pages show the figures. The data
+# come from $CONAAE_DATA_DIR (`nox -s docs` points it at ../shared/data when that exists) or
+# are downloaded; CONAAE_DOCS_EXECUTE=off builds the pages without running them.
 _TUTORIALS = HERE / "tutorials"
 _TUTORIALS.mkdir(exist_ok=True)
 for _old in _TUTORIALS.glob("*.ipynb"):
@@ -73,7 +76,10 @@ napoleon_use_param = True
 # MyST / myst-nb
 myst_enable_extensions = ["colon_fence", "dollarmath", "amsmath", "deflist"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"
+nb_execution_mode = os.environ.get("CONAAE_DOCS_EXECUTE", "cache")
+nb_execution_timeout = 900
+nb_execution_raise_on_error = True  # a broken tutorial breaks the docs build
+nb_execution_excludepatterns: list[str] = []
 nb_merge_streams = True
 
 # -- HTML output ---------------------------------------------------------------------------
