@@ -51,10 +51,9 @@ def test_unknown_metric():
         one_to_one_matching(np.zeros((2, 2)), np.zeros((2, 2)), metric="cosine")
 
 
-def test_approximate_agrees_with_exact():
-    # Well-separated clusters with small within-cluster spread: an easy case. One metric only
-    # (l1, the default): each metric costs pynndescent tens of seconds of numba compilation.
-    metric = "l1"
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_approximate_agrees_with_exact(metric):
+    # Well-separated clusters with small within-cluster spread: an easy case.
     rng = np.random.default_rng(2)
     centres = rng.normal(scale=10.0, size=(10, 6))
     reference = centres[np.arange(400) % 10] + rng.normal(size=(400, 6))
@@ -67,6 +66,50 @@ def test_approximate_agrees_with_exact():
     assert (approx[:, 0] == exact[:, 0]).mean() > 0.9
     recomputed = cdist(query, reference, _SCIPY_METRIC[metric])[np.arange(150), approx[:, 0]]
     np.testing.assert_allclose(approx_dist[:, 0], recomputed, rtol=1e-4)
+
+
+def _clustered(n_query: int, n_reference: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(20, 10))
+    reference = centres[rng.integers(0, 20, n_reference)] + rng.normal(size=(n_reference, 10))
+    query = reference[rng.integers(0, n_reference, n_query)] + 0.5 * rng.normal(size=(n_query, 10))
+    return query, reference
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_approximate_neighbours_are_nearly_exact(metric):
+    # Overlapping clusters, many cells per coarse cluster: the inverted file must still find
+    # (nearly always) the exact nearest neighbours, with exact distances, sorted.
+    query, reference = _clustered(1500, 6000, seed=5)
+    exact_idx, exact_dist = nearest_neighbors(query, reference, k=5, metric=metric)
+    idx, dist = nearest_neighbors(query, reference, k=5, metric=metric, method="approximate")
+    assert idx.shape == dist.shape == (1500, 5)
+    assert (idx[:, 0] == exact_idx[:, 0]).mean() > 0.97
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, exact_idx, strict=True)])
+    assert overlap > 0.9
+    assert (np.diff(dist, axis=1) >= 0).all()
+    recomputed = np.take_along_axis(cdist(query, reference, _SCIPY_METRIC[metric]), idx, axis=1)
+    np.testing.assert_allclose(dist, recomputed, rtol=1e-4)
+    assert (dist[:, 0] >= exact_dist[:, 0] - 1e-4).all()  # never closer than the true nearest
+
+
+def test_approximate_results_do_not_depend_on_block_size(monkeypatch):
+    import conaae_scverse._neighbors as neighbors_module
+
+    query, reference = _clustered(400, 2000, seed=6)
+    expected = nearest_neighbors(query, reference, k=3, method="approximate")
+    monkeypatch.setattr(neighbors_module, "_BLOCK_ELEMENTS", 500)  # many small blocks
+    got = nearest_neighbors(query, reference, k=3, method="approximate")
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_allclose(got[1], expected[1])
+
+
+def test_approximate_handles_fewer_references_than_probes():
+    query, reference = _clustered(50, 9, seed=7)
+    idx, dist = nearest_neighbors(query, reference, k=2, method="approximate")
+    exact_idx, _ = nearest_neighbors(query, reference, k=2, method="exact")
+    np.testing.assert_array_equal(idx, exact_idx)  # every cluster is probed: exact
+    assert np.isfinite(dist).all()
 
 
 @pytest.mark.parametrize("metric", ["l1", "l2"])
