@@ -29,6 +29,28 @@ def test_exact_matches_brute_force(metric, k):
     assert (np.diff(dist, axis=1) >= 0).all()
 
 
+def test_exact_blocks_shrink_with_a_large_reference(monkeypatch):
+    # A block holds at most _BLOCK_ELEMENTS distances: here 2 query rows of 23 references.
+    import conaae_scverse._neighbors as neighbors_module
+
+    rng = np.random.default_rng(8)
+    query, reference = rng.normal(size=(37, 5)), rng.normal(size=(23, 5))
+    expected = nearest_neighbors(query, reference, k=2, method="exact")
+    monkeypatch.setattr(neighbors_module, "_BLOCK_ELEMENTS", 50)
+    blocks = []
+    original_cdist = neighbors_module.torch.cdist
+
+    def counting_cdist(a, b, p=2.0):
+        blocks.append(len(a))
+        return original_cdist(a, b, p=p)
+
+    monkeypatch.setattr(neighbors_module.torch, "cdist", counting_cdist)
+    got = nearest_neighbors(query, reference, k=2, method="exact")
+    assert max(blocks) == 2
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_allclose(got[1], expected[1])
+
+
 def test_l1_and_l2_differ():
     # the metric is really used: a case where the two metrics pick different neighbours
     query = np.array([[0.0, 0.0]])

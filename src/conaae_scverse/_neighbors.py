@@ -55,13 +55,14 @@ def nearest_neighbors(
     metric
         ``"l1"`` (Manhattan, as the Con-AAE paper) or ``"l2"`` (Euclidean).
     method
-        ``"exact"`` computes distances in blocks of ``chunk_size`` query rows (memory
-        O(chunk_size x n_reference)); ``"approximate"`` searches an inverted file (k-means
+        ``"exact"`` computes distances in blocks of query rows (at most 2^24 distances,
+        64 MB, at a time); ``"approximate"`` searches an inverted file (k-means
         clusters of the reference, the nearest 8 probed per query, candidates re-ranked by
         the exact metric): about n x 8 sqrt(n) distances instead of n x n, so 1M x 1M cells
         take minutes; ``"auto"`` is exact up to 50k x 50k cells.
     chunk_size
-        Query rows per block of the exact search.
+        Largest number of query rows per block of the exact search (fewer when the
+        reference is large, so that a block holds at most 2^24 distances).
     random_state
         Seed of the approximate search.
 
@@ -80,11 +81,13 @@ def nearest_neighbors(
     ref = torch.from_numpy(reference)
     indices = np.empty((len(query), k), dtype=np.int64)
     distances = np.empty((len(query), k), dtype=np.float32)
-    starts = range(0, len(query), chunk_size)
+    # Rows per block: at most chunk_size, and few enough that a block's distances stay small.
+    rows = int(np.clip(_BLOCK_ELEMENTS // max(len(ref), 1), 1, chunk_size))
+    starts = range(0, len(query), rows)
     for start in track(
         starts, description="Matching cells", disable=len(starts) < PROGRESS_MIN_BLOCKS
     ):
-        block = torch.from_numpy(query[start : start + chunk_size])
+        block = torch.from_numpy(query[start : start + rows])
         dist = torch.cdist(block, ref, p=_P[metric])
         values, idx = torch.topk(dist, k, dim=1, largest=False)
         indices[start : start + len(block)] = idx.numpy()
@@ -157,8 +160,9 @@ def _approximate(query, reference, *, k, metric, random_state):
 def _nearest_centroids(points: torch.Tensor, centroids: torch.Tensor, n: int) -> torch.Tensor:
     """Find the ``n`` nearest centroids (Euclidean) of every point, in blocks of rows."""
     out = torch.empty((len(points), n), dtype=torch.int64)
-    for start in range(0, len(points), 65_536):
-        block = points[start : start + 65_536]
+    rows = max(1, _BLOCK_ELEMENTS // len(centroids))
+    for start in range(0, len(points), rows):
+        block = points[start : start + rows]
         out[start : start + len(block)] = torch.topk(
             torch.cdist(block, centroids), n, dim=1, largest=False
         ).indices
