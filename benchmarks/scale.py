@@ -164,7 +164,7 @@ def run_size(args) -> dict:
     model.train(
         max_epochs=1,
         batch_size=args.batch_size,
-        accelerator="cpu",
+        accelerator=args.accelerator,
         train_size=1.0,
         limit_train_batches=args.steps,
         enable_progress_bar=False,
@@ -293,6 +293,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="training minibatch steps")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--accelerator", default="cpu", help="'cpu' (default), 'gpu' or 'auto' for training"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes")
     parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
@@ -309,6 +312,7 @@ def main(argv=None) -> int:
         print("RESULT " + json.dumps(run_matching(args)))
         return 0
 
+    load_at_start = os.getloadavg()
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
     forwarded += ["--genes", str(args.genes), "--peaks", str(args.peaks)]
     forwarded += ["--steps", str(args.steps), "--sizes", "--match-sizes"]
@@ -392,13 +396,15 @@ def main(argv=None) -> int:
     )
     model_params = {r["n_cells"]: r["n_parameters"] for r in ok}
 
+    load = ", ".join(f"{x:.1f}" for x in load_at_start)
     note = (
         f"Synthetic CSR data: {args.genes} genes at ~{args.rna_density:.0%} non-zero, "
         f"{args.peaks} peaks at ~{args.atac_density:.0%} non-zero; {args.steps} training steps "
         f"of batch {args.batch_size}; {args.threads} torch thread(s); each size in its own "
-        "process. Shared 2-core machine with other jobs running: wall times are noisy, CPU "
-        "seconds are the steadier figure. Peak RSS is cumulative (process high-water mark). "
-        "No GPU was available."
+        f"process; training on accelerator={args.accelerator!r}, matching on the CPU. Load "
+        f"average (1, 5, 15 min) at the start: {load}; with other jobs running, wall times "
+        "are pessimistic and CPU seconds the steadier figure. Peak RSS is cumulative "
+        "(process high-water mark)."
     )
     md = "\n\n".join(
         [

@@ -47,7 +47,7 @@ PAPER_EPOCHS = 101
 TARGET_S = 60.0
 
 
-def _train_eval(split, labels_key, seed, model_kwargs, train_kwargs):
+def _train_eval(split, labels_key, seed, model_kwargs, train_kwargs, accelerator="cpu"):
     from conaae_scverse import ConAAE
 
     t0 = time.perf_counter()
@@ -55,7 +55,10 @@ def _train_eval(split, labels_key, seed, model_kwargs, train_kwargs):
     model = ConAAE(split.train, seed=seed, **model_kwargs)
     t1, c1 = time.perf_counter(), time.process_time()
     model.train(
-        accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, **train_kwargs
+        accelerator=accelerator,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **train_kwargs,
     )
     t2, c2 = time.perf_counter(), time.process_time()
     result = common.evaluate(model, split, labels_key)
@@ -81,7 +84,7 @@ def time_to_quality(args):
     mdata = common.load_dataset("sci_car", args.data_dir)
     split = common.make_split(mdata, seed=args.seed)
     default_kwargs = {"max_epochs": 2} if args.quick else {}
-    default, _ = _train_eval(split, labels_key, args.seed, {}, default_kwargs)
+    default, _ = _train_eval(split, labels_key, args.seed, {}, default_kwargs, args.accelerator)
     paper, _ = _train_eval(
         split,
         labels_key,
@@ -89,6 +92,7 @@ def time_to_quality(args):
         {"n_hidden": "paper"},
         {"max_epochs": args.paper_epochs, "batch_size": 32, "lr": 1e-4}
         | ({"limit_train_batches": 3} if args.quick else {}),
+        args.accelerator,
     )
     paper["extrapolated_train_s"] = paper["s_per_epoch"] * PAPER_EPOCHS
     paper["extrapolated_train_cpu_s"] = paper["cpu_s_per_epoch"] * PAPER_EPOCHS
@@ -124,7 +128,7 @@ def throughput(args):
             max_epochs=1,
             limit_train_batches=1,
             train_size=1.0,
-            accelerator="cpu",
+            accelerator=args.accelerator,
             enable_progress_bar=False,
             enable_model_summary=False,
         )
@@ -135,7 +139,7 @@ def throughput(args):
             max_epochs=epochs,
             limit_train_batches=per_epoch,
             train_size=1.0,
-            accelerator="cpu",
+            accelerator=args.accelerator,
             enable_progress_bar=False,
             enable_model_summary=False,
         )
@@ -370,11 +374,34 @@ def render(res, args) -> str:
     return "\n\n".join(lines)
 
 
+def _describe_machine(args) -> str:
+    """Where the timings come from: device, threads, and how busy the machine was."""
+    import torch
+
+    if args.accelerator != "cpu" and torch.cuda.is_available():
+        device = f"GPU {torch.cuda.get_device_name(0)} (accelerator={args.accelerator!r})"
+    else:
+        device = f"CPU only ({os.cpu_count()} cores)"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{device}, torch threads = {args.threads}; load average (1, 5, 15 min) at the start: "
+        f"{load}. With other jobs running, wall times are pessimistic; CPU seconds are "
+        "steadier. Extrapolated figures are marked as such."
+        + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--accelerator",
+        default="cpu",
+        help="'cpu' (default), 'gpu' or 'auto' for time to quality and throughput; the "
+        "profile is always on the CPU",
+    )
     parser.add_argument(
         "--paper-epochs",
         type=int,
@@ -396,15 +423,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     common.quiet()
-    res = {
-        "note": (
-            f"CPU only (no GPU in this environment), torch threads = {args.threads}. "
-            "Shared 2-core machine with other jobs running concurrently: wall times are "
-            "noisy and pessimistic; CPU seconds are steadier. Extrapolated figures are "
-            "marked as such."
-            + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
-        )
-    }
+    res = {"note": _describe_machine(args)}
     t = time.perf_counter()
     if "ttq" not in args.skip:
         res["ttq"] = time_to_quality(args)
