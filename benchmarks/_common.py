@@ -275,6 +275,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def load_average() -> str:
+    """The machine's load average (1, 5, 15 min) as text, to say how busy it was."""
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def environment() -> dict[str, str]:
     """Versions and machine facts recorded with the results."""
     import torch

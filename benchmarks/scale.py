@@ -177,9 +177,16 @@ def run_size(args) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     model.write_results()
     stage("write", t0, c0)
-    out["match_method"] = "exact" if args.one**2 <= 50_000**2 else "approximate (inverted file)"
+    out["match_method"] = _match_method(args.one)
     out["total_wall_s"] = sum(s["wall_s"] for s in out["stages"].values())
     return out
+
+
+def _match_method(n_cells: int) -> str:
+    """Which search `write_results` uses for n_cells x n_cells cells."""
+    from conaae_scverse._neighbors import EXACT_LIMIT
+
+    return "exact" if n_cells * n_cells <= EXACT_LIMIT else "approximate (inverted file)"
 
 
 def synthetic_latents(n_cells: int, n_latent: int = 50, *, seed: int = 0):
@@ -219,7 +226,7 @@ def run_matching(args) -> dict:
             "distance_excess": float(np.mean(distance[sample, 0] / exact_dist[:, 0]) - 1),
             "true_partner": float(np.mean(idx[:, 0] == np.arange(n))),
         }
-    out["method"] = "exact" if n * n <= 50_000**2 else "approximate (inverted file)"
+    out["method"] = _match_method(n)
     out["latents_mb"] = 2 * z_rna.nbytes / 2**20
     return out
 
@@ -312,7 +319,7 @@ def main(argv=None) -> int:
         print("RESULT " + json.dumps(run_matching(args)))
         return 0
 
-    load_at_start = os.getloadavg()
+    load = common.load_average()
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
     forwarded += ["--genes", str(args.genes), "--peaks", str(args.peaks)]
     forwarded += ["--steps", str(args.steps), "--sizes", "--match-sizes"]
@@ -396,7 +403,6 @@ def main(argv=None) -> int:
     )
     model_params = {r["n_cells"]: r["n_parameters"] for r in ok}
 
-    load = ", ".join(f"{x:.1f}" for x in load_at_start)
     note = (
         f"Synthetic CSR data: {args.genes} genes at ~{args.rna_density:.0%} non-zero, "
         f"{args.peaks} peaks at ~{args.atac_density:.0%} non-zero; {args.steps} training steps "

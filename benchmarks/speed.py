@@ -382,11 +382,10 @@ def _describe_machine(args) -> str:
         device = f"GPU {torch.cuda.get_device_name(0)} (accelerator={args.accelerator!r})"
     else:
         device = f"CPU only ({os.cpu_count()} cores)"
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{device}, torch threads = {args.threads}; load average (1, 5, 15 min) at the start: "
-        f"{load}. With other jobs running, wall times are pessimistic; CPU seconds are "
-        "steadier. Extrapolated figures are marked as such."
+        f"{common.load_average()}. With other jobs running, wall times are pessimistic; CPU "
+        "seconds are steadier. Extrapolated figures are marked as such."
         + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
     )
 
