@@ -5,22 +5,24 @@
    recall@10/50 with l1, ATAC label accuracy, the paper's integration accuracy). Rows:
    the default ``ConAAE(mdata).train()``, and the paper's recipe run by the same code
    (``n_hidden="paper"``: hidden = input width; ``batch_size=32``, ``lr=1e-4``) for a fixed
-   number of epochs in the same run. Its seconds per epoch are extrapolated to the paper's 101
+   number of epochs in the same run (and, with ``--bf16``, the default with bfloat16
+   matmuls). Its seconds per epoch are extrapolated to the paper's 101
    epochs (**extrapolated**, not measured) and the ratio to the default is reported.
 2. **Throughput** (cells/s) of training on simulated sparse data, 1k to 100k cells, a fixed
    number of steps.
 3. **Profile**: where a training step's time goes (data loading, forward/backward, triplet
    mining, Lightning overhead) and the cost of matching, with manual timers.
 
-The machine is shared (2 cores, several other jobs): wall times are noisy. CPU seconds
-(``time.process_time``) are reported beside them and are steadier. By default torch uses one
-thread (``--threads``): with two threads on a busy 2-core machine OpenMP spin-waiting made
-every step 10-50x slower in our measurements. No GPU figures (no GPU in this environment).
+The machine may be shared with other jobs: wall times are noisy. CPU seconds
+(``time.process_time``) are reported beside them and are steadier. By default torch uses every
+core, as it does for users; on a busy machine use ``--threads 1`` (two threads competing with other
+jobs on 2 cores were slower than one). ``--accelerator auto`` times a GPU where there is one.
 
 Examples
 --------
 python benchmarks/speed.py
 python benchmarks/speed.py --quick
+python benchmarks/speed.py --bf16
 python benchmarks/speed.py --paper-epochs 5 --sizes 1000 10000 100000
 """
 
@@ -85,6 +87,17 @@ def time_to_quality(args):
     split = common.make_split(mdata, seed=args.seed)
     default_kwargs = {"max_epochs": 2} if args.quick else {}
     default, _ = _train_eval(split, labels_key, args.seed, {}, default_kwargs, args.accelerator)
+    bf16 = None
+    if args.bf16:
+        # Same default model with bfloat16 matmuls (CPUs with AVX-512 BF16 / AMX, recent GPUs).
+        bf16, _ = _train_eval(
+            split,
+            labels_key,
+            args.seed,
+            {},
+            default_kwargs | {"precision": "bf16-mixed"},
+            args.accelerator,
+        )
     paper, _ = _train_eval(
         split,
         labels_key,
@@ -105,6 +118,7 @@ def time_to_quality(args):
         "n_train_cells": split.n_train,
         "n_heldout": split.n_test,
         "default": default,
+        "default_bf16": bf16,
         "paper_recipe": paper,
         "paper_reported": PAPER,
         "default_reaches_paper_quality": reached,
@@ -289,6 +303,18 @@ def render(res, args) -> str:
 
         rows = [
             row("Con-AAE default train()", d, f"{d['train_s']:.1f}", f"{d['train_cpu_s']:.1f}"),
+        ]
+        if q.get("default_bf16"):
+            b = q["default_bf16"]
+            rows.append(
+                row(
+                    "default, train(precision='bf16-mixed')",
+                    b,
+                    f"{b['train_s']:.1f}",
+                    f"{b['train_cpu_s']:.1f}",
+                )
+            )
+        rows += [
             row(
                 f"paper recipe, {p['epochs']} epochs (measured)",
                 p,
@@ -394,7 +420,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="torch CPU threads (default: all cores, as torch does; use 1 on a busy machine)",
+    )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time the default with precision='bf16-mixed' (fast where the CPU has BF16)",
+    )
     parser.add_argument(
         "--accelerator",
         default="cpu",

@@ -21,6 +21,7 @@ DATA = ROOT / ".." / "shared" / "data"
         ("peers.py", "peers_quick", False),
         ("label_transfer.py", "label_transfer_quick", True),
         ("label_ceiling.py", "label_ceiling_quick", True),
+        ("sweep.py", "sweep_quick", True),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
