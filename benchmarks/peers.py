@@ -337,8 +337,9 @@ def main(argv=None) -> int:
                 f"({c['wall_s']:.0f} s vs {by['multivi']['wall_s']:.0f} s)"
             )
     note = (
-        f"Seed {args.seed}; CPU only, {args.threads} torch thread(s); shared 2-core machine with "
-        "other jobs running, so wall times are noisy. Transductive rows (MultiVI, GW-OT) are "
+        f"Seed {args.seed}; CPU only ({os.cpu_count()} cores), {args.threads} torch thread(s); "
+        f"load average (1, 5, 15 min) at the end: {common.load_average()}; wall times are noisy "
+        "when other jobs share the machine. Transductive rows (MultiVI, GW-OT) are "
         "scored on all cells and are not directly comparable with held-out rows (chance "
         "recall@k = k / n_eval differs). MultiVI uses the pairing; the others never do. "
         f"MultiVI ran {args.multivi_epochs} epochs. No GPU available."
