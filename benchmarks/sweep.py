@@ -40,6 +40,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any], int | None]] = {
     "steps250": ({}, {}, 250),
     "steps500": ({}, {}, 500),
     "steps2000": ({}, {}, 2000),
+    "lr2e-3_steps500": ({}, {"lr": 2e-3}, 500),
     "dropout0.2": ({"dropout": 0.2}, {}, None),
     "dropout0.2_steps500": ({"dropout": 0.2}, {}, 500),
     "weight_decay1e-2": ({}, {"plan_kwargs": {"weight_decay": 1e-2}}, None),
@@ -124,7 +125,7 @@ def table(results: list[dict[str, Any]], configs: list[str], datasets: list[str]
             rows.append(cells)
         header = ["config", "seeds", *(label for _, label, _ in COLUMNS)]
         parts.append(
-            f"### {dataset} ({DATASETS[dataset]})\n\n" + common.markdown_table(header, rows)
+            f"## {dataset} ({DATASETS[dataset]})\n\n" + common.markdown_table(header, rows)
         )
     return "\n\n".join(parts)
 
