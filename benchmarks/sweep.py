@@ -51,13 +51,14 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any], int | None]] = {
     "batch128": ({}, {"batch_size": 128}, None),
 }
 
-#: dataset -> (protocol, simulated cells).
+#: dataset -> protocol (held-out 20 % or transductive).
 DATASETS = {"sci_car": "heldout", "snare": "transductive", "simulated": "heldout"}
+_LABELS = {key: (label, percent) for key, label, percent in common.METRIC_COLUMNS}
 COLUMNS = (
-    ("foscttm", "FOSCTTM", False),
-    ("recall@50_l1", "recall@50 (l1)", True),
-    ("integration_acc", "integration ACC", True),
-    ("atac_label_acc", "ATAC label ACC", True),
+    *(
+        (key, *_LABELS[key])
+        for key in ("foscttm", "recall@50_l1", "integration_acc", "atac_label_acc")
+    ),
     ("train_s", "train s", False),
 )
 
@@ -74,12 +75,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds = 1
-        args.configs = args.configs[:2] if len(args.configs) > 2 else args.configs
+        args.configs = args.configs[:2]
     return args
 
 
 def _max_epochs(n_cells: int, steps: int, batch_size: int, train_size: float = 0.9) -> int:
-    """Epochs giving about ``steps`` minibatches (the rule of ``ConAAE.train``)."""
+    """Epochs giving about ``steps`` minibatches.
+
+    Steps per epoch are counted as ``ConAAE.train`` counts them, without its 20-500 epoch clip.
+    """
     per_epoch = max(1, round(train_size * n_cells) // batch_size)
     return max(1, round(steps / per_epoch))
 

@@ -141,8 +141,8 @@ class ConAAETrainingPlan(TrainingPlan):
                 raise NonFiniteLossError(msg)
 
     def _log_terms(self, terms: dict[str, torch.Tensor], mode: str, batch_size: int) -> None:
-        # Summed here and logged once per epoch (`_flush_logs`): Lightning's `self.log` costs
-        # about 1 ms a call on CPU, which was a quarter of a step on small inputs.
+        # Summed here and logged once per epoch (`_flush_logs`): a Lightning `self.log` call
+        # per term and step was a large share of a step on small inputs.
         sums = self._epoch_sums.setdefault(mode, {})
         for name, value in terms.items():
             key = f"{mode}_loss" if name == LOSS_KEYS.TOTAL else f"{name}_{mode}"
