@@ -14,6 +14,8 @@ Examples
 --------
 python benchmarks/sweep.py
 python benchmarks/sweep.py --configs default steps500 --seeds 5 --jobs 2
+python benchmarks/sweep.py --configs default --seeds 2 --first-seed 3 --out-dir more
+python benchmarks/sweep.py --merge benchmarks/results/sweep.json more/sweep.json
 python benchmarks/sweep.py --quick
 """
 
@@ -49,6 +51,10 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any], int | None]] = {
     "latent16": ({"n_latent": 16}, {}, None),
     "margin1": ({"margin": 1.0}, {}, None),
     "batch128": ({}, {"batch_size": 128}, None),
+    "batch128_steps500": ({}, {"batch_size": 128}, 500),
+    "cosine": ({}, {"plan_kwargs": {"lr_schedule": "cosine"}}, None),
+    "cosine_steps500": ({}, {"plan_kwargs": {"lr_schedule": "cosine"}}, 500),
+    "lr2e-3_cosine_steps500": ({}, {"lr": 2e-3, "plan_kwargs": {"lr_schedule": "cosine"}}, 500),
 }
 
 #: dataset -> protocol (held-out 20 % or transductive).
@@ -70,8 +76,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, ...")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 300 cells, 20 steps")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="train nothing: pool the runs of earlier sweep.json files into one table",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds = 1
@@ -134,13 +148,39 @@ def table(results: list[dict[str, Any]], configs: list[str], datasets: list[str]
     return "\n\n".join(parts)
 
 
+def merge(args: argparse.Namespace, argv: list[str] | None) -> list[dict[str, Any]]:
+    """Pool the runs of earlier sweeps (e.g. more seeds of the same configs) into one table."""
+    import json
+
+    results: list[dict[str, Any]] = []
+    for path in args.merge:
+        results += json.loads(path.read_text())["runs"]
+    seen = {(r["config"], r["dataset"], r["seed"]) for r in results}
+    if len(seen) < len(results):
+        msg = "The merged files hold the same config, dataset and seed twice."
+        raise SystemExit(msg)
+    configs = [c for c in args.configs if any(r["config"] == c for r in results)]
+    datasets = [d for d in args.datasets if any(r["dataset"] == d for r in results)]
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    markdown = (
+        "# Sweep (benchmarks/sweep.py)\n\n"
+        f"Command: `python benchmarks/sweep.py {command}`; {len(results)} runs pooled from "
+        f"{len(args.merge)} file(s). Train seconds come from the separate runs.\n\n"
+        + table(results, configs, datasets)
+    )
+    print(markdown)
+    return results
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args, argv)
     common.quiet()
     tasks = [
         (config, dataset, seed, args.data_dir, args.quick)
         for dataset in args.datasets
-        for seed in range(args.seeds)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
         for config in args.configs
     ]
     start = time.perf_counter()

@@ -68,6 +68,30 @@ class TestBatchHardTriplet:
         torch.testing.assert_close(z.grad[:, 0], expected)
         assert z.grad[:, 1].abs().max().item() == 0.0
 
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_same_value_and_gradient_as_mining_over_the_full_matrix(self, seed):
+        # The reference keeps the whole n x n distance matrix in the graph, as a direct
+        # reading of batch-hard mining would; the loss picks indices without a graph.
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(40, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+        labels = torch.randint(0, 4, (40,), generator=gen)
+        labels[0] = 9  # a label with one cell: that anchor is left out
+
+        dist = torch.cdist(z, z)
+        same = labels[:, None] == labels[None, :]
+        positive_mask = same & ~torch.eye(40, dtype=torch.bool)
+        valid = positive_mask.any(dim=1) & (~same).any(dim=1)
+        d_ap = dist.masked_fill(~positive_mask, float("-inf")).amax(dim=1)
+        d_an = dist.masked_fill(same, float("inf")).amin(dim=1)
+        expected = torch.relu(d_ap - d_an + 0.5)[valid].mean()
+        (expected_grad,) = torch.autograd.grad(expected, z)
+
+        loss = batch_hard_triplet(z, labels, margin=0.5)
+        (grad,) = torch.autograd.grad(loss, z)
+        assert not bool(valid[0])
+        torch.testing.assert_close(loss, expected)
+        torch.testing.assert_close(grad, expected_grad)
+
 
 class TestAugmentedViewTriplet:
     def test_by_hand(self):
@@ -77,6 +101,20 @@ class TestAugmentedViewTriplet:
         # cell 10: positive 3, negative min(9, 5.5)=5.5 -> relu(3-5.5+3)=0.5
         loss = augmented_view_triplet(_points(0, 4, 10), _points(1, 4.5, 7), margin=3.0)
         assert loss.item() == pytest.approx(1.0 / 3)
+
+    def test_same_value_and_gradient_as_mining_over_the_full_matrix(self):
+        gen = torch.Generator().manual_seed(0)
+        z = torch.randn(30, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+        views = (z + 0.3 * torch.randn(30, 4, generator=gen, dtype=torch.float64)).detach()
+        views.requires_grad_(True)
+        dist = torch.cdist(z, views)
+        negative = dist.masked_fill(torch.eye(30, dtype=torch.bool), float("inf")).amin(dim=1)
+        expected = torch.relu(dist.diagonal() - negative + 1.0).mean()
+        expected_grads = torch.autograd.grad(expected, (z, views))
+        loss = augmented_view_triplet(z, views, margin=1.0)
+        grads = torch.autograd.grad(loss, (z, views))
+        torch.testing.assert_close(loss, expected)
+        torch.testing.assert_close(grads, expected_grads)
 
     def test_single_cell_is_zero_but_differentiable(self):
         z = torch.randn(1, 4, requires_grad=True)

@@ -522,6 +522,11 @@ def test_bad_hyperparameters(small, kwargs, exc, match):
         ({"plan_kwargs": {"lr": 1.0}}, TypeError, r"Pass lr as an argument of train \(lr=...\)"),
         ({"plan_kwargs": {"wd": 1.0}}, TypeError, r"Unknown plan_kwargs key 'wd'; the training"),
         (
+            {"plan_kwargs": {"lr_schedule": "step"}},
+            ValueError,
+            r"lr_schedule must be one of \('constant', 'cosine'\), got 'step'",
+        ),
+        (
             {"early_stopping": True, "train_size": 1.0},
             ValueError,
             r"early_stopping needs validation cells: use train_size < 1",

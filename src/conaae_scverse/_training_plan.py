@@ -43,6 +43,9 @@ class UnpairedLoader(DataLoader):
         return zip(*iterators, strict=False)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 class ConAAETrainingPlan(TrainingPlan):
     """Two optimizers: autoencoders plus classifier, and the discriminator.
 
@@ -67,6 +70,9 @@ class ConAAETrainingPlan(TrainingPlan):
     n_epochs_warmup
         Epochs of autoencoder-only training (no adversarial or MMD term, no discriminator
         update) before the adversarial game starts.
+    lr_schedule
+        ``"constant"`` keeps both learning rates fixed; ``"cosine"`` decays them to 0 along
+        a half cosine over the ``max_epochs`` of the Trainer, step by step.
     """
 
     def __init__(
@@ -80,7 +86,11 @@ class ConAAETrainingPlan(TrainingPlan):
         n_steps_autoencoder: int = 1,
         n_steps_discriminator: int = 1,
         n_epochs_warmup: int = 0,
+        lr_schedule: str = "constant",
     ):
+        if lr_schedule not in LR_SCHEDULES:
+            msg = f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}."
+            raise ValueError(msg)
         super().__init__(module, lr=lr, weight_decay=weight_decay)
         self.automatic_optimization = False
         self.lr_discriminator = lr if lr_discriminator is None else lr_discriminator
@@ -88,6 +98,7 @@ class ConAAETrainingPlan(TrainingPlan):
         self.n_steps_autoencoder = n_steps_autoencoder
         self.n_steps_discriminator = n_steps_discriminator
         self.n_epochs_warmup = n_epochs_warmup
+        self.lr_schedule = lr_schedule
         self._autoencoder_steps = 0
         self._epoch_sums: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
@@ -175,6 +186,8 @@ class ConAAETrainingPlan(TrainingPlan):
         if not isinstance(optimizers, list | tuple):
             optimizers = [optimizers]
         ae_optimizer = optimizers[0]
+        if self.lr_schedule != "constant":
+            self._set_learning_rates(optimizers, batch_idx)
         terms, z = self._terms(batch)
         self._check_finite(terms)
         ae_optimizer.zero_grad()
@@ -193,6 +206,16 @@ class ConAAETrainingPlan(TrainingPlan):
                 disc_optimizer.step()
             terms[LOSS_KEYS.DISCRIMINATOR] = disc_loss.detach()
         self._log_terms(terms, "train", batch_size=len(z["rna"]) + len(z["atac"]))
+
+    def _set_learning_rates(self, optimizers, batch_idx: int) -> None:
+        """Learning rates of this step under the cosine schedule."""
+        per_epoch = max(1, int(self.trainer.num_training_batches))
+        total = max(1, int(self.trainer.max_epochs) * per_epoch)
+        progress = min(1.0, (self.current_epoch * per_epoch + batch_idx) / total)
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+        for optimizer, base in zip(optimizers, (self.lr, self.lr_discriminator), strict=False):
+            for group in optimizer.param_groups:
+                group["lr"] = base * factor
 
     @staticmethod
     def _sync_gradients(parameters) -> None:
