@@ -70,8 +70,11 @@ def test_cosine_schedule_decays_both_learning_rates_to_zero(monkeypatch):
     assert rates[4][0] == pytest.approx(0.5e-2)  # half-way through training
 
 
-@pytest.mark.parametrize(("schedule", "final_factor"), [("constant", 1.0), ("cosine", None)])
+@pytest.mark.parametrize(
+    ("schedule", "final_factor"), [("constant", 1.0), ("cosine", None), (None, None)]
+)
 def test_train_applies_the_schedule(paired_mdata, schedule, final_factor):
+    # None: the default, which is the cosine schedule
     from conaae_scverse import ConAAE
 
     ConAAE.setup_mudata(paired_mdata, labels_key="cell_type")
@@ -81,7 +84,7 @@ def test_train_applies_the_schedule(paired_mdata, schedule, final_factor):
         batch_size=16,
         lr=1e-2,
         enable_progress_bar=False,
-        plan_kwargs={"lr_schedule": schedule},
+        plan_kwargs={} if schedule is None else {"lr_schedule": schedule},
     )
     last_lr = model.trainer.optimizers[0].param_groups[0]["lr"]
     if final_factor is None:  # the last step's rate: close to 0, not 0

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 Modality = Literal["rna", "atac"]
 InputTransform = Literal["auto", "log1p", "none"]
 _DEFAULT_HIDDEN = (256, 128)
-_TARGET_STEPS = 1000  # default number of training steps, see `ConAAE.train`
+_TARGET_STEPS = 500  # default number of training steps, see `ConAAE.train`
 
 
 class ConAAE:
@@ -361,7 +361,7 @@ class ConAAE:
         max_epochs: int | None = None,
         *,
         batch_size: int = 256,
-        lr: float = 1e-3,
+        lr: float = 2e-3,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         train_size: float = 0.9,
@@ -392,13 +392,16 @@ class ConAAE:
         Parameters
         ----------
         max_epochs
-            Passes over the larger modality. Default: about 1,000 minibatch steps, i.e.
-            ``clip(1000 / steps_per_epoch, 20, 500)`` epochs.
+            Passes over the larger modality. Default: about 500 minibatch steps, i.e.
+            ``clip(500 / steps_per_epoch, 20, 500)`` epochs.
         batch_size
             Cells per minibatch of each modality (the paper uses 32; larger batches give the
             triplet mining and the discriminator more cells to compare and train faster).
         lr
-            Learning rate of the autoencoders, classifier and discriminator.
+            Peak learning rate of the autoencoders, classifier and discriminator. By default
+            it decays to 0 along a half cosine over ``max_epochs``
+            (``plan_kwargs={"lr_schedule": "constant"}`` keeps it fixed). Calling ``train``
+            again starts the schedule afresh.
         accelerator, devices
             Passed to the Lightning Trainer (``"auto"`` picks a GPU when present).
         train_size
@@ -421,7 +424,8 @@ class ConAAE:
         plan_kwargs
             Extra arguments of the training plan: ``lr_discriminator``, ``weight_decay``
             (1e-4), ``betas`` ((0.5, 0.999)), ``n_steps_autoencoder`` and
-            ``n_steps_discriminator`` (k1 autoencoder steps per k2 discriminator steps).
+            ``n_steps_discriminator`` (k1 autoencoder steps per k2 discriminator steps),
+            ``lr_schedule`` (``"cosine"`` or ``"constant"``).
         **trainer_kwargs
             Other keyword arguments of :class:`scvi.train.Trainer` (e.g. ``strategy``,
             ``enable_progress_bar``).
