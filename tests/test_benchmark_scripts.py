@@ -22,6 +22,7 @@ DATA = ROOT / ".." / "shared" / "data"
         ("label_transfer.py", "label_transfer_quick", True),
         ("label_ceiling.py", "label_ceiling_quick", True),
         ("sweep.py", "sweep_quick", True),
+        ("demo_seeds.py", "demo_seeds_quick", False),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
@@ -42,3 +43,24 @@ def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
     assert md.startswith("# ") and "|---|" in md
     payload = json.loads((tmp_path / f"{stem}.json").read_text())
     assert "environment" in payload
+
+
+def test_sweep_merge_pools_seeds_and_refuses_duplicates(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import sweep
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def run(config, seed, foscttm):
+        return {"config": config, "dataset": "snare", "seed": seed, "foscttm": foscttm}
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"runs": [run("default", 0, 0.1), run("other", 0, 0.5)]}))
+    second.write_text(json.dumps({"runs": [run("default", 1, 0.3)]}))
+    results = sweep.main(["--merge", str(first), str(second), "--configs", "default"])
+    assert [r["seed"] for r in results] == [0, 1]
+    out = capsys.readouterr().out
+    assert "| default | 2 | 0.200 ± 0.141 |" in out and "| other |" not in out
+    with pytest.raises(SystemExit, match="same config, dataset and seed twice"):
+        sweep.main(["--merge", str(first), str(first)])
