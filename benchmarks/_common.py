@@ -257,6 +257,29 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def summary_cells(
+    runs: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, bool, int]]
+) -> list[str]:
+    """``mean ± sd`` over runs of each ``(key, percent, digits)`` column; ``n/a`` if missing."""
+    summary = summarize(runs)
+    missing = {"mean": float("nan"), "sd": float("nan")}
+    return [
+        fmt(
+            summary.get(key, missing)["mean"], summary.get(key, missing)["sd"], percent=p, digits=d
+        )
+        for key, p, d in columns
+    ]
+
+
+def epochs_for_steps(n_cells: int, steps: int, batch_size: int, train_size: float = 0.9) -> int:
+    """Epochs giving about ``steps`` minibatches.
+
+    Steps per epoch are counted as ``ConAAE.train`` counts them, without its 20-500 epoch clip.
+    """
+    per_epoch = max(1, round(train_size * n_cells) // batch_size)
+    return max(1, round(steps / per_epoch))
+
+
 def fmt(mean: float, sd: float | None = None, *, percent: bool = False, digits: int = 3) -> str:
     """``12.3 ± 0.4`` (percent) or ``0.123 ± 0.004``; ``n/a`` for NaN."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):

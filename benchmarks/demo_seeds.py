@@ -29,16 +29,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
+from sweep import CONFIGS
 
-#: name -> train() arguments; the previous default's steps are set as epochs in `_run`.
+#: row name -> configuration of `sweep.CONFIGS` (ConAAE arguments, train arguments, steps).
 TRAININGS = {
-    "default": {},
-    "previous default (1,000 steps, constant lr 1e-3)": {
-        "lr": 1e-3,
-        "plan_kwargs": {"lr_schedule": "constant"},
-    },
+    "default": CONFIGS["default"],
+    "previous default (1,000 steps, constant lr 1e-3)": CONFIGS["constant_lr1e-3_steps1000"],
 }
-COLUMNS = (("foscttm", "FOSCTTM", False), ("recall@50", "recall@50", True))
+COLUMNS = (
+    ("foscttm", False, 3),
+    ("recall@50", True, 3),
+    ("hidden_atac_label_accuracy", True, 3),
+    ("train_s", False, 1),
+)
 
 
 def _run(task: tuple[str, int, int, bool]) -> dict[str, Any]:
@@ -56,14 +59,14 @@ def _run(task: tuple[str, int, int, bool]) -> dict[str, Any]:
     truth = atac_obs["batch"].copy()
     hidden = np.random.default_rng(seed).random(len(atac_obs)) < 0.5  # as `conaae demo`
     atac_obs["batch"] = truth.where(~hidden)
+    model_kwargs, train_kwargs, steps = TRAININGS[training]
     ConAAE.setup_mudata(mdata, labels_key="batch")
-    model = ConAAE(mdata, seed=seed)
-    kwargs = dict(TRAININGS[training])
+    model = ConAAE(mdata, seed=seed, **model_kwargs)
+    kwargs = dict(train_kwargs)
     if quick:
         kwargs["max_epochs"] = 2
-    elif kwargs:  # the previous default: 1,000 steps, i.e. twice the default's epochs
-        steps_per_epoch = max(1, round(0.9 * n_cells) // 256)
-        kwargs["max_epochs"] = max(1, round(1000 / steps_per_epoch))
+    elif steps is not None:
+        kwargs["max_epochs"] = common.epochs_for_steps(n_cells, steps, 256)
     start = time.perf_counter()
     model.train(enable_progress_bar=False, enable_model_summary=False, **kwargs)
     seconds = time.perf_counter() - start
@@ -108,15 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for training in TRAININGS:
         runs = [r for r in results if r["training"] == training]
-        summary = common.summarize(runs)
-        rows.append(
-            [training, str(len(runs))]
-            + [
-                common.fmt(summary[k]["mean"], summary[k]["sd"], percent=p)
-                for k, _, p in (*COLUMNS, ("hidden_atac_label_accuracy", "", True))
-            ]
-            + [common.fmt(summary["train_s"]["mean"], summary["train_s"]["sd"], digits=1)]
-        )
+        rows.append([training, str(len(runs)), *common.summary_cells(runs, COLUMNS)])
     command = " ".join(argv if argv is not None else sys.argv[1:])
     markdown = (
         "# The demo's setting over seeds (benchmarks/demo_seeds.py)\n\n"

@@ -40,6 +40,7 @@ import resource
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +226,7 @@ def run_multivi(mdata, key, args, *, own_defaults: bool = False):
 RUNNERS = {
     "conaae": run_conaae,
     "multivi": run_multivi,
-    "multivi_default": lambda mdata, key, args: run_multivi(mdata, key, args, own_defaults=True),
+    "multivi_default": partial(run_multivi, own_defaults=True),
     "gw_ot": run_gw_ot,
     "pca": run_pca,
 }

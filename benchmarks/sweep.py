@@ -26,6 +26,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -101,15 +102,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _max_epochs(n_cells: int, steps: int, batch_size: int, train_size: float = 0.9) -> int:
-    """Epochs giving about ``steps`` minibatches.
-
-    Steps per epoch are counted as ``ConAAE.train`` counts them, without its 20-500 epoch clip.
-    """
-    per_epoch = max(1, round(train_size * n_cells) // batch_size)
-    return max(1, round(steps / per_epoch))
-
-
 def _run(task: tuple[str, str, int, str | None, bool]) -> dict[str, Any]:
     """One configuration x dataset x seed, in a worker process."""
     import torch
@@ -127,7 +119,7 @@ def _run(task: tuple[str, str, int, str | None, bool]) -> dict[str, Any]:
     if steps is not None:
         n_cells = max(split.train.mod["rna"].n_obs, split.train.mod["atac"].n_obs)
         batch = min(train_kwargs.get("batch_size", 256), n_cells)
-        train_kwargs["max_epochs"] = _max_epochs(n_cells, steps, batch)
+        train_kwargs["max_epochs"] = common.epochs_for_steps(n_cells, steps, batch)
     spec = common.RunSpec(config, dict(model_kwargs), train_kwargs)
     result = common.run_once(spec, split, labels_key=common.LABEL_KEYS[dataset], seed=seed)
     return {"config": config, "dataset": dataset, **result}
@@ -142,13 +134,8 @@ def table(results: list[dict[str, Any]], configs: list[str], datasets: list[str]
             runs = [r for r in results if r["config"] == config and r["dataset"] == dataset]
             if not runs:
                 continue
-            summary = common.summarize(runs)
-            cells = [config, str(len(runs))]
-            for key, _, percent in COLUMNS:
-                stat = summary.get(key, {"mean": float("nan"), "sd": float("nan")})
-                digits = 1 if key == "train_s" else 3
-                cells.append(common.fmt(stat["mean"], stat["sd"], percent=percent, digits=digits))
-            rows.append(cells)
+            columns = [(key, percent, 1 if key == "train_s" else 3) for key, _, percent in COLUMNS]
+            rows.append([config, str(len(runs)), *common.summary_cells(runs, columns)])
         header = ["config", "seeds", *(label for _, label, _ in COLUMNS)]
         parts.append(
             f"## {dataset} ({DATASETS[dataset]})\n\n" + common.markdown_table(header, rows)
@@ -158,8 +145,6 @@ def table(results: list[dict[str, Any]], configs: list[str], datasets: list[str]
 
 def merge(args: argparse.Namespace, argv: list[str] | None) -> list[dict[str, Any]]:
     """Pool the runs of earlier sweeps (e.g. more seeds of the same configs) into one table."""
-    import json
-
     results: list[dict[str, Any]] = []
     for path in args.merge:
         results += json.loads(path.read_text())["runs"]
