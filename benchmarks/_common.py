@@ -36,7 +36,20 @@ DEFAULT_RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 TRUE_PARTNER_KEY = "true_partner"
 
 #: Label column of each dataset.
-LABEL_KEYS = {"sci_car": "treatment_time", "snare": "cell_line", "simulated": "batch"}
+LABEL_KEYS = {
+    "sci_car": "treatment_time",
+    "snare": "cell_line",
+    "simulated": "batch",
+    "bmmc": "cell_type",
+}
+#: Files of the BMMC multiome starter (NeurIPS 2021 challenge) under the data directory.
+BMMC_DIR = "bmmc_multiome_openproblems_starter"
+BMMC_FILES = {
+    "rna": "openproblems_bmmc_multiome_starter.output_rna.h5ad",
+    "atac": "openproblems_bmmc_multiome_starter.output_mod2.h5ad",
+}
+#: Gene annotation of each genome build under the data directory.
+ANNOTATIONS = {"hg38": "gene_annotations/hg38/CollapsedGeneBounds.hg38.bed"}
 
 
 def quiet() -> None:
@@ -70,8 +83,51 @@ def load_dataset(
         return datasets.snare_seq_cell_lines(resolve_data_dir(data_dir), download=False)
     if name == "simulated":
         return datasets.simulate(n_cells, snr=snr, random_state=random_state)
+    if name == "bmmc":
+        return load_bmmc(data_dir, random_state=random_state)
     msg = f"Unknown dataset {name!r}; expected one of {sorted(LABEL_KEYS)}."
     raise ValueError(msg)
+
+
+def load_bmmc(
+    data_dir: str | os.PathLike[str] | None = None, *, random_state: int = 0
+) -> md.MuData:
+    """The BMMC multiome starter as an unpaired-looking MuData of raw counts.
+
+    Cells get modality-prefixed names and the ATAC rows a random order of their own, so that
+    nothing pairs them but the ``true_partner`` columns (evaluation only). ``obs`` keeps
+    ``cell_type``, ``batch`` (donor) and ``is_train`` (the challenge's split).
+    """
+    import anndata as ad
+
+    from conaae_scverse.datasets._utils import build_mudata
+
+    folder = resolve_data_dir(data_dir) / BMMC_DIR
+    adatas = {}
+    for mod, prefix in (("rna", "rna:"), ("atac", "atac:")):
+        source = ad.read_h5ad(folder / BMMC_FILES[mod])
+        obs = source.obs[["cell_type", "batch", "is_train"]].copy()
+        obs.index = prefix + source.obs_names.astype(str)
+        adatas[mod] = ad.AnnData(
+            X=source.layers["counts"].astype(np.float32),
+            obs=obs,
+            var=pd.DataFrame(index=source.var_names.astype(str)),
+        )
+    cells = adatas["rna"].obs_names.str.removeprefix("rna:")
+    adatas["rna"].obs[TRUE_PARTNER_KEY] = "atac:" + cells
+    adatas["atac"].obs[TRUE_PARTNER_KEY] = "rna:" + cells
+    order = np.random.default_rng(random_state).permutation(adatas["atac"].n_obs)
+    adatas["atac"] = adatas["atac"][order].copy()
+    provenance = {"name": "bmmc_multiome_openproblems_starter", "genome": "hg38"}
+    return build_mudata(adatas["rna"], adatas["atac"], provenance)
+
+
+def gene_links(mdata: md.MuData, data_dir: str | os.PathLike[str] | None = None):
+    """Peak-gene links of the ATAC peaks (hg38 annotation), for the datasets with coordinates."""
+    from conaae_scverse import pp
+
+    annotation = resolve_data_dir(data_dir) / ANNOTATIONS[mdata.uns["dataset"]["genome"]]
+    return pp.link_peaks_to_genes(mdata.mod["atac"], annotation, genes=mdata.mod["rna"].var_names)
 
 
 def partner_index(mdata: md.MuData) -> np.ndarray:

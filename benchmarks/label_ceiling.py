@@ -43,7 +43,7 @@ def cross_validated_accuracy(matrix, labels: np.ndarray, *, folds: int, seed: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["sci_car", "snare"])
+    parser.add_argument("--datasets", nargs="+", default=["sci_car", "snare", "bmmc"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

@@ -23,6 +23,7 @@ DATA = ROOT / ".." / "shared" / "data"
         ("label_ceiling.py", "label_ceiling_quick", True),
         ("sweep.py", "sweep_quick", True),
         ("demo_seeds.py", "demo_seeds_quick", False),
+        ("prior_cost.py", "prior_cost_quick", False),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):

@@ -142,3 +142,22 @@ def test_demo_writes_h5mu_umap_and_metrics(tmp_path, capsys):
     assert result["atac"].obs["batch"].notna().all()
     assert result["rna"].obsm["X_conaae"].shape[0] == 200
     assert "conaae_match" in result["atac"].obs
+
+
+def test_run_links_peaks_to_genes_from_an_annotation(tmp_path, capsys):
+    # Peaks named by coordinates and a BED with one gene per peak: the links prior runs.
+    mdata = build_mudata(paired=False, labels="rna", n_genes=6, n_peaks=6)
+    mdata.mod["rna"].var_names = [f"G{j}" for j in range(6)]
+    mdata.mod["atac"].var_names = [f"chr1:{10_000 * j}-{10_000 * j + 500}" for j in range(6)]
+    source = tmp_path / "in.h5mu"
+    mdata.write_h5mu(source)
+    bed = tmp_path / "genes.bed"
+    bed.write_text(
+        "".join(f"chr1\t{10_000 * j + 100}\t{10_000 * j + 3000}\tG{j}\t0\t+\n" for j in range(6))
+    )
+    out = tmp_path / "out.h5mu"
+    argv = [str(source), "-o", str(out), "--labels-key", "cell_type", "--max-epochs", "2"]
+    assert main(["run", *argv, "--quiet", "--gene-annotation", str(bed)]) == 0
+    assert "conaae run: done" in capsys.readouterr().out
+    result = md.read_h5mu(out)
+    assert result["atac"].obs["conaae_label"].notna().all()

@@ -133,9 +133,9 @@ def test_layer_is_used_instead_of_x(make_mudata):
 # ---------------------------------------------------------------- labels
 def test_labels_in_one_modality_only(make_mudata):
     mdata = make_mudata(labels="rna")
-    with pytest.warns(UserWarning, match="no labels in modality 'atac'.*Label a few"):
+    with pytest.warns(UserWarning, match="no labels in modality 'atac'.*gene_links="):
         ConAAE.setup_mudata(mdata, labels_key="cell_type")
-    model = ConAAE(mdata, n_latent=4, n_hidden=(8,))
+    model = ConAAE(mdata, n_latent=4, n_hidden=(8,), label_prior="none")
     assert model.label_categories_ == ["alpha", "beta"]
     rna_codes = model.modalities_["rna"].labels
     expected = pd.Index(["alpha", "beta"]).get_indexer(mdata.mod["rna"].obs["cell_type"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, metrics, pl, tl
+from . import datasets, metrics, pl, pp, tl
 from ._constants import LOSS_KEYS, OUTPUT_KEYS, REGISTRY_KEYS, TRUE_PARTNER_KEY
 from ._model import ConAAE
 from ._module import ConAAEModule, LossWeights
@@ -28,5 +28,6 @@ __all__ = [
     "datasets",
     "metrics",
     "pl",
+    "pp",
     "tl",
 ]

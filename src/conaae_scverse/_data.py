@@ -60,20 +60,91 @@ class SetupArgs:
 # Setup arguments per MuData object. Keyed by id() with a weak reference so that a MuData that
 # is garbage-collected (and whose id may be reused) is never mistaken for a registered one, and
 # so that nothing needs to be written into the user's object.
-_SETUP_STORE: dict[int, tuple[weakref.ref, SetupArgs]] = {}
+_SETUP_STORE: dict[int, tuple[weakref.ref, SetupArgs, ad.AnnData | None]] = {}
 
 
-def remember_setup(mdata: MuData, setup: SetupArgs) -> None:
-    """Record ``setup`` for ``mdata``."""
-    _SETUP_STORE[id(mdata)] = (weakref.ref(mdata), setup)
+def remember_setup(mdata: MuData, setup: SetupArgs, gene_links: ad.AnnData | None = None) -> None:
+    """Record ``setup`` (and the peak-gene links registered with it) for ``mdata``."""
+    _SETUP_STORE[id(mdata)] = (weakref.ref(mdata), setup, gene_links)
+
+
+def _recall(mdata: MuData) -> tuple[weakref.ref, SetupArgs, ad.AnnData | None] | None:
+    entry = _SETUP_STORE.get(id(mdata))
+    if entry is None or entry[0]() is not mdata:
+        return None
+    return entry
 
 
 def recall_setup(mdata: MuData) -> SetupArgs | None:
     """Return the setup arguments recorded for ``mdata``, if any."""
-    entry = _SETUP_STORE.get(id(mdata))
-    if entry is None or entry[0]() is not mdata:
-        return None
-    return entry[1]
+    entry = _recall(mdata)
+    return None if entry is None else entry[1]
+
+
+def recall_gene_links(mdata: MuData) -> ad.AnnData | None:
+    """Return the peak-gene links registered with ``mdata``'s setup, if any."""
+    entry = _recall(mdata)
+    return None if entry is None else entry[2]
+
+
+def check_gene_links(links: Any, rna: ad.AnnData, atac: ad.AnnData, atac_mod: str) -> ad.AnnData:
+    """Validate peak-gene links; return them with peaks in ATAC order and RNA genes only.
+
+    Parameters
+    ----------
+    links
+        AnnData of shape (n_peaks, n_genes), as returned by
+        :func:`conaae_scverse.pp.link_peaks_to_genes`.
+    rna, atac
+        The two modalities.
+    atac_mod
+        Name of the ATAC modality, for messages.
+
+    Returns
+    -------
+    A new AnnData (peaks x genes, CSR) whose rows follow ``atac.var_names`` and whose columns
+    are the linked genes present in ``rna.var_names``, in RNA order.
+    """
+    if not isinstance(links, ad.AnnData):
+        msg = (
+            f"gene_links must be an AnnData of peaks x genes, got {type(links).__name__}. "
+            "Make it with `ca.pp.link_peaks_to_genes(mdata[atac_mod], annotation)`."
+        )
+        raise TypeError(msg)
+    peaks = pd.Index(atac.var_names.astype(str))
+    rows = pd.Index(links.obs_names.astype(str)).get_indexer(peaks)
+    if (rows < 0).all():
+        msg = (
+            f"gene_links has none of the peaks of modality {atac_mod!r} (e.g. "
+            f"{list(peaks[:2])}; the links have {list(links.obs_names[:2])}). Link the peaks of "
+            "this modality: `ca.pp.link_peaks_to_genes(mdata[atac_mod], annotation)`."
+        )
+        raise ValueError(msg)
+    genes = pd.Index(rna.var_names.astype(str))
+    columns = pd.Index(links.var_names.astype(str)).get_indexer(genes)
+    # Selection matrices put the peaks in ATAC order and the genes in RNA order.
+    found_rows, found_cols = np.flatnonzero(rows >= 0), np.flatnonzero(columns >= 0)
+    to_atac = sparse.csr_matrix(
+        (np.ones(len(found_rows)), (found_rows, rows[found_rows])), shape=(len(peaks), links.n_obs)
+    )
+    to_rna = sparse.csr_matrix(
+        (np.ones(len(found_cols)), (columns[found_cols], found_cols)),
+        shape=(links.n_vars, len(genes)),
+    )
+    picked = sparse.csr_matrix(to_atac @ sparse.csr_matrix(links.X) @ to_rna, dtype=np.float32)
+    linked = np.asarray((picked != 0).sum(axis=0)).ravel() > 0
+    if not linked.any():
+        msg = (
+            "gene_links link no peak to any gene of the RNA modality. Check that the gene "
+            "names of the annotation match the RNA var_names (symbols vs Ensembl IDs) and "
+            "that the annotation's genome build matches the peaks'."
+        )
+        raise ValueError(msg)
+    return ad.AnnData(
+        X=picked[:, linked],
+        obs=pd.DataFrame(index=peaks),
+        var=pd.DataFrame(index=genes[linked]),
+    )
 
 
 def check_mudata(mdata: Any) -> None:

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from . import _data, _persistence
 from ._compat import AnnDataLoader, Trainer, parse_device_args
 from ._constants import MODALITIES, OUTPUT_KEYS
+from ._label_prior import LabelPrior, fit_label_prior
 from ._module import ConAAEModule, LossWeights, sparse_csr
 from ._neighbors import PROGRESS_MIN_BLOCKS, nearest_neighbors, one_to_one_matching
 from ._training_plan import (
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 Modality = Literal["rna", "atac"]
 InputTransform = Literal["auto", "log1p", "none"]
 _DEFAULT_HIDDEN = (256, 128)
+LABEL_PRIORS = ("auto", "links", "ot", "none")
 _TARGET_STEPS = 500  # default number of training steps, see `ConAAE.train`
 
 
@@ -91,6 +93,20 @@ class ConAAE:
         standardisation only (already normalised values), or ``"auto"``: log1p when the
         values are non-negative integers. Reconstruction is measured on the standardised
         values (MSE, as the paper).
+    label_prior
+        What tells the populations of a modality without any label apart, when the other
+        modality has labels (and no anchors are given): ``"links"``, RNA expression against
+        ATAC gene activity from the ``gene_links`` of :meth:`setup_mudata` in a
+        canonical-correlation space, as Seurat v3 transfers labels; ``"ot"``, a
+        Gromov-Wasserstein coupling of the two modalities' cell-cell geometries, as SCOT
+        aligns cells (for data without peak coordinates); ``"auto"`` (default), ``"links"``
+        when links were registered, else ``"ot"``; ``"none"``, no prior (the paper's model).
+        The prior gives every cell of the unlabelled modality a probability over the labels
+        (``model.label_prior_``); cells whose largest probability reaches
+        ``prior_confidence`` train as if labelled with it (pseudo-labels). Nothing of the
+        user's data changes.
+    prior_confidence
+        Smallest prior probability that makes a pseudo-label, in [0, 1].
     seed
         Seed of the weight initialisation and, unless overridden, of training.
 
@@ -120,6 +136,8 @@ class ConAAE:
         latent_batch_norm: bool = True,
         dropout: float = 0.0,
         input_transform: InputTransform | Mapping[str, InputTransform] = "auto",
+        label_prior: Literal["auto", "links", "ot", "none"] = "auto",
+        prior_confidence: float = 0.8,
         seed: int = 0,
         _registry: Mapping[str, Any] | None = None,
     ):
@@ -138,6 +156,8 @@ class ConAAE:
                 if isinstance(input_transform, str)
                 else _normalize_mapping("input_transform", input_transform)
             ),
+            "label_prior": label_prior,
+            "prior_confidence": prior_confidence,
             "seed": seed,
         }
         _validate_hyperparameters(self.init_params_)
@@ -189,13 +209,15 @@ class ConAAE:
         self.label_categories_ = categories
         self.log1p_ = log1p
 
+        codes = {
+            mod: _data.label_codes(adatas[mod], setup.labels_key, categories) for mod in MODALITIES
+        }
+        self.label_prior_: LabelPrior | None = None
+        self.prior_modality_: str | None = None
+        if _registry is None:
+            self._fit_label_prior(adatas, matrices, codes, label_prior, prior_confidence)
         self.modalities_: dict[str, _data.ModalityData] = {
-            mod: _data.build_modality(
-                mod,
-                adatas[mod],
-                matrices[mod],
-                _data.label_codes(adatas[mod], setup.labels_key, categories),
-            )
+            mod: _data.build_modality(mod, adatas[mod], matrices[mod], codes[mod])
             for mod in MODALITIES
         }
         self.anchor_pairs_ = (
@@ -279,6 +301,41 @@ class ConAAE:
         self.train_indices_: dict[str, np.ndarray] = {}
         self.validation_indices_: dict[str, np.ndarray] = {}
 
+    def _fit_label_prior(self, adatas, matrices, codes, source: str, min_confidence: float):
+        """Pseudo-labels for a modality without any label, written into its ``codes``."""
+        setup = self.setup_
+        unlabelled = [mod for mod in MODALITIES if (codes[mod] < 0).all()]
+        if source == "none" or not self.label_categories_ or setup.anchor_key is not None:
+            return
+        if len(unlabelled) != 1:
+            return
+        links = _data.recall_gene_links(self.mdata)
+        if source == "auto":
+            source = "links" if links is not None else "ot"
+        if source == "links" and links is None:
+            msg = (
+                "label_prior='links' needs peak-gene links: make them with "
+                "`links = ca.pp.link_peaks_to_genes(mdata[atac_mod], annotation)` and pass "
+                "`gene_links=links` to setup_mudata; or use label_prior='ot' or 'auto'."
+            )
+            raise ValueError(msg)
+        rna_columns = None
+        if source == "links":
+            rna_columns = adatas[MODALITIES.RNA].var_names.get_indexer(links.var_names)
+        prior = fit_label_prior(
+            source,
+            matrices,
+            codes,
+            unlabelled=unlabelled[0],
+            n_labels=len(self.label_categories_),
+            log1p=self.log1p_,
+            gene_links=None if links is None else links.X,
+            rna_gene_columns=rna_columns,
+            seed=self.init_params_["seed"],
+        )
+        codes[unlabelled[0]] = prior.pseudo_labels(min_confidence)
+        self.label_prior_, self.prior_modality_ = prior, unlabelled[0]
+
     # ------------------------------------------------------------------ setup
     @classmethod
     def setup_mudata(
@@ -291,6 +348,7 @@ class ConAAE:
         atac_layer: str | None = None,
         labels_key: str | None = None,
         anchor_key: str | None = None,
+        gene_links: ad.AnnData | None = None,
     ) -> None:
         """Register the RNA and ATAC modalities of a MuData for :class:`ConAAE`.
 
@@ -315,6 +373,11 @@ class ConAAE:
             Explicit paired supervision (the anchor loss), off by default. ``"obs_names"`` pairs
             cells with equal obs_names in both modalities; any other value names a column of
             the RNA modality's ``.obs`` holding each cell's known ATAC partner (NaN if none).
+        gene_links
+            Peak-gene links, an AnnData of peaks x genes from
+            :func:`conaae_scverse.pp.link_peaks_to_genes`. When one modality has no labels,
+            they tell which of its populations is which (``label_prior`` of
+            :class:`ConAAE`); they are not saved with the model.
 
         Examples
         --------
@@ -339,20 +402,27 @@ class ConAAE:
                 raise TypeError(msg)
             _data.label_categories(adatas, labels_key)
             unlabelled = _data.unlabelled_modalities(adatas, labels_key)
-            if unlabelled and anchor_key is None:
-                # Measured by benchmarks/label_transfer.py: whole populations can be swapped.
+            if unlabelled and anchor_key is None and gene_links is None:
+                # Measured by benchmarks/label_transfer.py: the geometric (OT) prior can pair
+                # look-alike populations wrongly where the two geometries disagree.
                 msg = (
                     f"labels_key {labels_key!r} has no labels in modality {unlabelled[0]!r}. "
-                    "Its populations are then lined up with the labelled ones by the shape of "
-                    "the data alone, and look-alike populations can be swapped. Label a few "
-                    "of its cells (a few per cent suffice) or pass anchor_key to tie them."
+                    "Which of its populations is which then comes from the shape of the data "
+                    "alone (the model's label_prior='ot'), and look-alike populations can be "
+                    "swapped. Pass gene_links=ca.pp.link_peaks_to_genes(...) when peaks have "
+                    "coordinates, label a few of its cells, or pass anchor_key."
                 )
                 warnings.warn(msg, UserWarning, stacklevel=2)
         if anchor_key is not None:
             _data.anchor_pairs(adatas[rna_mod], adatas[atac_mod], anchor_key, rna_mod, atac_mod)
+        if gene_links is not None:
+            gene_links = _data.check_gene_links(
+                gene_links, adatas[rna_mod], adatas[atac_mod], atac_mod
+            )
         _data.remember_setup(
             mdata,
             _data.SetupArgs(rna_mod, atac_mod, rna_layer, atac_layer, labels_key, anchor_key),
+            gene_links,
         )
 
     # ------------------------------------------------------------------ training
@@ -1198,6 +1268,7 @@ def _validate_hyperparameters(params: dict[str, Any]) -> None:
     for name, allowed in (
         ("alignment", ("adversarial", "mmd", "none")),
         ("contrastive", ("auto", "supervised", "self_supervised")),
+        ("label_prior", LABEL_PRIORS),
     ):
         if params[name] not in allowed:
             msg = f"{name} must be one of {allowed}, got {params[name]!r}."
@@ -1221,6 +1292,10 @@ def _validate_hyperparameters(params: dict[str, Any]) -> None:
     if not isinstance(params["latent_batch_norm"], bool | np.bool_):
         msg = f"latent_batch_norm must be True or False, got {params['latent_batch_norm']!r}."
         raise TypeError(msg)
+    confidence = params["prior_confidence"]
+    if not _is_number(confidence) or not 0 <= confidence <= 1:
+        msg = f"prior_confidence must be a number in [0, 1], got {confidence!r}."
+        raise ValueError(msg)
     if not _is_int(params["seed"]) or params["seed"] < 0:
         msg = f"seed must be a non-negative integer, got {params['seed']!r}."
         raise ValueError(msg)

@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--atac-layer", default=None, help="ATAC layer (default: .X)")
     run.add_argument("--labels-key", default=None, help="obs column with cell labels (optional)")
     run.add_argument(
+        "--gene-annotation",
+        default=None,
+        metavar="FILE",
+        help="BED/GTF/GFF3 gene annotation of the peaks' genome: peak-gene links tell the "
+        "populations of an unlabelled modality apart (optional)",
+    )
+    run.add_argument(
         "--max-epochs", type=int, default=None, help="training epochs (default: auto)"
     )
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -68,6 +75,14 @@ def _run(args: argparse.Namespace) -> dict:
         raise FileNotFoundError(msg)
     _check_output(target, args.overwrite)
     mdata = mudata.read_h5mu(source)
+    links = None
+    if args.gene_annotation is not None:
+        from .pp import link_peaks_to_genes
+
+        atac = mdata.mod[args.atac_mod] if args.atac_mod in mdata.mod else None
+        rna = mdata.mod[args.rna_mod] if args.rna_mod in mdata.mod else None
+        if atac is not None and rna is not None:  # else setup_mudata names the missing one
+            links = link_peaks_to_genes(atac, args.gene_annotation, genes=rna.var_names)
     ConAAE.setup_mudata(
         mdata,
         rna_mod=args.rna_mod,
@@ -75,6 +90,7 @@ def _run(args: argparse.Namespace) -> dict:
         rna_layer=args.rna_layer,
         atac_layer=args.atac_layer,
         labels_key=args.labels_key,
+        gene_links=links,
     )
     model = ConAAE(mdata, seed=args.seed)
     start = time.perf_counter()

@@ -9,9 +9,10 @@ SCIPY = {"l1": "cityblock", "l2": "euclidean"}
 
 
 def closer_counts(x, y, metric):
-    """Rows j != i of y at most as far from x[i] as y[i] (ties count as closer)."""
+    """Rows j != i of y at most as far from x[i] as y[i] (ties up to rounding count as closer)."""
     d = cdist(x, y, SCIPY[metric])
-    return (d <= np.diag(d)[:, None]).sum(axis=1) - 1
+    true = np.diag(d)
+    return (d <= (true + 1e-12 * np.abs(true))[:, None]).sum(axis=1) - 1
 
 
 def recall(x, y, k, metric):

@@ -135,3 +135,34 @@ def test_integration_errors():
         integration_accuracy(x, ["a"] * 3, x, ["a"] * 3, metric="cos")
     with pytest.raises(ValueError, match="labels_x must be 1-D"):
         integration_accuracy(x, np.array([["a"] * 3]), x, ["a"] * 3)
+
+
+def test_calibration_error_hand_computed():
+    from conaae_scverse.metrics import calibration_error
+
+    # Bin (0.5, 0.6]: confidence 0.6, accuracy 0.5; bin (0.8, 0.9]: 0.9 and 1.0.
+    error, table = calibration_error([0.9, 0.9, 0.6, 0.6], [True, True, True, False])
+    assert error == pytest.approx((2 * 0.1 + 2 * 0.1) / 4)
+    assert table["n_cells"].tolist() == [2, 2]
+    assert table["accuracy"].tolist() == [0.5, 1.0]
+    # A calibrated predictor (accuracy equal to confidence in every bin) scores 0.
+    conf = np.repeat([0.25, 0.75], 4)
+    hit = np.array([1, 0, 0, 0, 1, 1, 1, 0], dtype=bool)
+    assert calibration_error(conf, hit)[0] == pytest.approx(0.0)
+    # Always sure and always wrong: the largest error.
+    assert calibration_error([1.0, 1.0], [False, False])[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "correct", "match"),
+    [
+        ([0.5, 1.2], [True, False], r"confidence must hold finite values in \[0, 1\]"),
+        ([0.5], [True, False], "non-empty and of equal length"),
+        ([], [], "non-empty and of equal length"),
+    ],
+)
+def test_calibration_error_rejects_bad_input(confidence, correct, match):
+    from conaae_scverse.metrics import calibration_error
+
+    with pytest.raises(ValueError, match=match):
+        calibration_error(confidence, correct)

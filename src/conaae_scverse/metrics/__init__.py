@@ -1,7 +1,8 @@
 """Metrics for aligned RNA + ATAC embeddings.
 
 Pair-level alignment (:func:`recall_at_k`, :func:`foscttm`), label agreement
-(:func:`label_transfer_accuracy`, :func:`integration_accuracy`), modality mixing
+(:func:`label_transfer_accuracy`, :func:`integration_accuracy`), calibration of predicted
+labels (:func:`calibration_error`), modality mixing
 (:func:`modality_mixing`), and :func:`evaluate_alignment`, which computes them all for a
 MuData after ``model.write_results()``. Distances are computed in blocks of query rows, so
 memory grows as O(block x n), never n x n. Ties are always counted against the embedding,
@@ -18,11 +19,12 @@ from ._alignment import (
     recall_at_k_curve,
 )
 from ._evaluate import evaluate_alignment
-from ._labels import integration_accuracy, label_transfer_accuracy
+from ._labels import calibration_error, integration_accuracy, label_transfer_accuracy
 from ._mixing import modality_mixing
 from ._pairs import pairs_from_mudata
 
 __all__ = [
+    "calibration_error",
     "chance_recall_at_k",
     "evaluate_alignment",
     "foscttm",

@@ -10,19 +10,25 @@ from numpy.typing import ArrayLike
 from . import _distances
 from ._validation import Metric, as_paired, check_k, check_ks, check_metric
 
+#: Relative difference below which two distances are equal (rounding of float64 sums).
+_TIE_TOLERANCE = 1e-12
+
 
 def _closer_counts(x: np.ndarray, y: np.ndarray, metric: Metric) -> np.ndarray:
     """For each row i of x, how many rows j != i of y are at most as far as y[i].
 
     Ties count as closer (pessimistic), so the count is the worst rank of the true partner
-    among y's rows, 0-based. Shape (n,), int64. Memory O(chunk x n).
+    among y's rows, 0-based. Distances equal up to rounding (a relative ``_TIE_TOLERANCE``:
+    the same distance summed over coordinates in another order) are ties too. Shape (n,),
+    int64. Memory O(chunk x n).
     """
     counts = np.empty(len(x), dtype=np.int64)
     for start, dist in _distances.distance_blocks(x, y, metric):
         rows = np.arange(len(dist))
         true = dist[rows, start + rows]
         # the partner itself always satisfies ``<=`` (same value): subtract it
-        counts[start : start + len(dist)] = (dist <= true[:, None]).sum(axis=1) - 1
+        bound = true + _TIE_TOLERANCE * np.abs(true)
+        counts[start : start + len(dist)] = (dist <= bound[:, None]).sum(axis=1) - 1
     return counts
 
 

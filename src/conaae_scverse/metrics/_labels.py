@@ -1,8 +1,9 @@
-"""Label-based metrics: kNN label transfer and the Con-AAE paper's integration accuracy."""
+"""Label-based metrics: kNN label transfer, the paper's integration accuracy, calibration."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
 from . import _distances
@@ -175,3 +176,69 @@ def integration_accuracy(
             available[chosen] = False
             correct[start + row] = codes_ref[chosen] == own[row]
     return float(np.mean(correct[scored]))
+
+
+def calibration_error(
+    confidence: ArrayLike, correct: ArrayLike, *, n_bins: int = 10
+) -> tuple[float, pd.DataFrame]:
+    """Compute the expected calibration error of predicted labels and its reliability table.
+
+    Cells are put in ``n_bins`` equal-width bins of their confidence; the error is the mean,
+    weighted by bin size, of ``|accuracy - mean confidence|`` per bin (Guo et al. 2017). A
+    calibrated confidence of 0.8 is right for 80 % of the cells that get it.
+
+    Parameters
+    ----------
+    confidence
+        Confidence of each prediction, shape (n_cells,), in [0, 1] (e.g.
+        ``.obs["conaae_label_confidence"]``).
+    correct
+        Whether each prediction is right, shape (n_cells,).
+    n_bins
+        Number of confidence bins.
+
+    Returns
+    -------
+    The error, in [0, 1], and a DataFrame with one row per non-empty bin: ``low``, ``high``,
+    ``n_cells``, ``confidence`` (mean) and ``accuracy``.
+
+    Examples
+    --------
+    >>> from conaae_scverse.metrics import calibration_error
+    >>> ece, table = calibration_error([0.9, 0.9, 0.6, 0.6], [True, True, True, False])
+    >>> round(ece, 3)
+    0.1
+    """
+    conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    hit = np.asarray(correct).reshape(-1)
+    if len(conf) != len(hit) or len(conf) == 0:
+        msg = (
+            f"confidence and correct must be non-empty and of equal length, got {len(conf)} "
+            f"and {len(hit)}."
+        )
+        raise ValueError(msg)
+    if not np.isfinite(conf).all() or conf.min() < 0 or conf.max() > 1:
+        msg = "confidence must hold finite values in [0, 1]."
+        raise ValueError(msg)
+    if not isinstance(n_bins, int | np.integer) or n_bins < 1:
+        msg = f"n_bins must be a positive integer, got {n_bins!r}."
+        raise ValueError(msg)
+    hit = hit.astype(bool)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        inside = which == b
+        if inside.any():
+            rows.append(
+                {
+                    "low": edges[b],
+                    "high": edges[b + 1],
+                    "n_cells": int(inside.sum()),
+                    "confidence": float(conf[inside].mean()),
+                    "accuracy": float(hit[inside].mean()),
+                }
+            )
+    table = pd.DataFrame(rows)
+    error = float((table["n_cells"] * (table["accuracy"] - table["confidence"]).abs()).sum())
+    return error / len(conf), table

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._model import ConAAE
 
 if TYPE_CHECKING:
+    from anndata import AnnData
     from mudata import MuData
 
 
@@ -18,6 +19,7 @@ def conaae(
     rna_layer: str | None = None,
     atac_layer: str | None = None,
     anchor_key: str | None = None,
+    gene_links: AnnData | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     match: Literal["nearest", "one_to_one"] = "nearest",
     **train_kwargs: Any,
@@ -40,6 +42,9 @@ def conaae(
         Layers to use instead of ``.X``.
     anchor_key
         Explicit paired supervision, see :meth:`~conaae_scverse.ConAAE.setup_mudata`.
+    gene_links
+        Peak-gene links from :func:`conaae_scverse.pp.link_peaks_to_genes`, for a modality
+        without labels, see :meth:`~conaae_scverse.ConAAE.setup_mudata`.
     model_kwargs
         Hyperparameters of :class:`~conaae_scverse.ConAAE` (e.g. ``n_latent``).
     match
@@ -66,6 +71,7 @@ def conaae(
         atac_layer=atac_layer,
         labels_key=labels_key,
         anchor_key=anchor_key,
+        gene_links=gene_links,
     )
     model = ConAAE(mdata, **dict(model_kwargs or {}))
     model.train(**train_kwargs)
