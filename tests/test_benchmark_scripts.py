@@ -24,6 +24,7 @@ DATA = ROOT / ".." / "shared" / "data"
         ("sweep.py", "sweep_quick", True),
         ("demo_seeds.py", "demo_seeds_quick", False),
         ("prior_cost.py", "prior_cost_quick", False),
+        ("geometry_check.py", "geometry_check_quick", False),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
