@@ -402,6 +402,16 @@ def write_report(args: Any, name: str, markdown: str, payload: Mapping[str, Any]
     )
 
 
+def publish(
+    args: Any, name: str, title: str, note: str, table: str, payload: Mapping[str, Any]
+) -> str:
+    """Print a report (title, note, table) and write it with :func:`write_report`."""
+    text = "\n\n".join([f"# {title}", note, table])
+    print(text)
+    write_report(args, name, text, payload)
+    return text
+
+
 def _clean(obj: Any) -> Any:
     if isinstance(obj, float):
         return None if math.isnan(obj) or math.isinf(obj) else round(obj, 5)

@@ -34,14 +34,14 @@ def permutation_costs(mdata, key: str, seed: int) -> tuple[float, float, int, fl
     from scipy.spatial.distance import cdist
 
     from conaae_scverse import _data
-    from conaae_scverse._label_prior import _l2_rows, own_representation
+    from conaae_scverse._cell_representation import l2_rows, own_representation
 
     rng = np.random.default_rng(seed)
     distances = {}
     categories = sorted(mdata.mod["rna"].obs[key].astype(str).unique())
     for mod in ("rna", "atac"):
         matrix = mdata.mod[mod].X
-        z = _l2_rows(own_representation(matrix, log1p=_data.looks_like_counts(matrix), rng=rng))
+        z = l2_rows(own_representation(matrix, log1p=_data.looks_like_counts(matrix), rng=rng))
         labels = mdata.mod[mod].obs[key].astype(str).to_numpy()
         centres = np.stack([z[labels == c].mean(axis=0) for c in categories])
         d = cdist(centres, centres)
@@ -107,11 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         "do not depend on the seed except through the representation's randomised PCA. "
         "Population sizes: RNA label counts." + (" QUICK MODE: smoke test." if args.quick else "")
     )
-    text = "\n\n".join(
-        ["# Geometry alone: the bound of the OT prior (benchmarks/geometry_check.py)", note, table]
+    common.publish(
+        args,
+        "geometry_check",
+        "Geometry alone: the bound of the OT prior (benchmarks/geometry_check.py)",
+        note,
+        table,
+        {"results": results},
     )
-    print(text)
-    common.write_report(args, "geometry_check", text, {"results": results})
     return 0
 
 

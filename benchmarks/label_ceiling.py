@@ -79,11 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.folds}-fold cross-validation, seed {args.seed}."
         + (" QUICK MODE: 300 cells, numbers meaningless." if args.quick else "")
     )
-    text = "\n\n".join(
-        ["# Label information per modality (benchmarks/label_ceiling.py)", note, table]
+    common.publish(
+        args,
+        "label_ceiling",
+        "Label information per modality (benchmarks/label_ceiling.py)",
+        note,
+        table,
+        {"results": results},
     )
-    print(text)
-    common.write_report(args, "label_ceiling", text, {"results": results})
     return 0
 
 

@@ -127,7 +127,8 @@ def run(dataset: str, seed: int, setting: str, args: argparse.Namespace) -> dict
     return result
 
 
-def render(results: list[dict], args: argparse.Namespace) -> str:
+def publish(results: list[dict], args: argparse.Namespace) -> None:
+    """Print the table of ``results`` and write it with its JSON."""
     rows = []
     for dataset in args.datasets:
         for name in settings_for(dataset):
@@ -171,7 +172,8 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
         "probability (0 = calibrated)."
         + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
     )
-    return "\n\n".join(["# Label transfer (benchmarks/label_transfer.py)", note, table])
+    title = "Label transfer (benchmarks/label_transfer.py)"
+    common.publish(args, "label_transfer", title, note, table, {"results": results})
 
 
 def merge(args: argparse.Namespace) -> int:
@@ -189,9 +191,7 @@ def merge(args: argparse.Namespace) -> int:
     args.datasets = [d for d in common.LABEL_KEYS if d in present]
     args.seeds = max(r["seed"] for r in results) + 1
     args.merge = [str(path) for path in args.merge]  # JSON-ready, for the report
-    text = render(results, args)
-    print(text)
-    common.write_report(args, "label_transfer", text, {"results": results})
+    publish(results, args)
     return 0
 
 
@@ -244,9 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"(prior and setup {result['prior_s']:.1f} s)",
                     flush=True,
                 )
-    text = render(results, args)
-    print(text)
-    common.write_report(args, "label_transfer", text, {"results": results})
+    publish(results, args)
     return 0
 
 

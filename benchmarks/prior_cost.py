@@ -79,9 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         f"model and training; CPU, {args.threads} torch thread(s); load average before: {load}."
         + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
     )
-    text = "\n\n".join(["# Cost of the label prior (benchmarks/prior_cost.py)", note, table])
-    print(text)
-    common.write_report(args, "prior_cost", text, {"runs": runs})
+    title = "Cost of the label prior (benchmarks/prior_cost.py)"
+    common.publish(args, "prior_cost", title, note, table, {"runs": runs})
     return 0
 
 

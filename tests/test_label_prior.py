@@ -208,7 +208,7 @@ def test_gene_links_are_validated():
 
 
 def test_own_representation_is_the_same_for_sparse_and_dense_counts():
-    from conaae_scverse._label_prior import own_representation
+    from conaae_scverse._cell_representation import own_representation
 
     rng = np.random.default_rng(5)
     counts = rng.poisson(1.0, size=(80, 30)).astype(np.float32)

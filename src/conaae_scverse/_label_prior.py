@@ -26,10 +26,17 @@ from scipy import sparse
 from scipy.sparse.linalg import LinearOperator, svds
 from sklearn.neighbors import NearestNeighbors
 
-logger = logging.getLogger(__name__)
+from ._cell_representation import (
+    MAX_FIT_CELLS,
+    l2_rows,
+    log_normalize,
+    own_representation,
+    standardize,
+    subsample,
+    top_variable,
+)
 
-#: Cells of each modality used to fit a representation or an OT coupling (a random subsample).
-_MAX_FIT_CELLS = 20_000
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,86 +67,6 @@ class LabelPrior:
 
 
 # ------------------------------------------------------------------------ representations
-def _log_normalize(matrix, *, log1p: bool) -> sparse.csr_matrix | np.ndarray:
-    """Scale each cell to the median total, then log1p (counts) or leave as is."""
-    if not log1p:
-        return matrix.astype(np.float64) if sparse.issparse(matrix) else np.asarray(matrix, float)
-    totals = np.asarray(matrix.sum(axis=1)).ravel().astype(np.float64)
-    scale = np.median(totals[totals > 0]) if (totals > 0).any() else 1.0
-    factors = np.divide(scale, totals, out=np.zeros_like(totals), where=totals > 0)
-    if sparse.issparse(matrix):
-        out = sparse.csr_matrix(sparse.diags(factors) @ matrix, dtype=np.float64)
-        np.log1p(out.data, out=out.data)
-        return out
-    return np.log1p(np.asarray(matrix, dtype=np.float64) * factors[:, None])
-
-
-def _standardize(x) -> np.ndarray:
-    """Dense per-feature z-scores, clipped at 10 (constant features become 0)."""
-    x = x.toarray() if sparse.issparse(x) else np.asarray(x, dtype=np.float64)
-    std = x.std(axis=0)
-    z = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    return np.clip(z, -10, 10, out=z)
-
-
-def _top_variable(x, n: int) -> np.ndarray:
-    """Return the indices of the ``n`` columns of largest variance."""
-    if sparse.issparse(x):
-        mean = np.asarray(x.mean(axis=0)).ravel()
-        var = np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2
-    else:
-        var = np.asarray(x).var(axis=0)
-    return np.sort(np.argsort(-var, kind="stable")[:n])
-
-
-def _column_moments(x) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation (constant columns get 1), sparse or dense."""
-    if sparse.issparse(x):
-        mean = np.asarray(x.mean(axis=0)).ravel()
-        var = np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2
-    else:
-        mean, var = x.mean(axis=0), x.var(axis=0)
-    std = np.sqrt(np.maximum(var, 0.0))
-    return mean, np.where(std > 0, std, 1.0)
-
-
-def own_representation(matrix, *, log1p: bool, rng: np.random.Generator, n_comps: int = 30):
-    """One modality on its own: normalised, log1p (counts), top variable features, PCA.
-
-    The PCA is fitted on at most ``_MAX_FIT_CELLS`` cells and applied in blocks, so memory
-    stays at one dense block of the selected features, whatever the number of cells.
-    """
-    from sklearn.decomposition import PCA
-
-    x = _log_normalize(matrix, log1p=log1p)
-    x = x[:, _top_variable(x, 4000)]
-    mean, std = _column_moments(x)
-
-    def standardized(rows: np.ndarray) -> np.ndarray:
-        block = x[rows]
-        block = block.toarray() if sparse.issparse(block) else np.asarray(block)
-        return np.clip((block - mean) / std, -10, 10)
-
-    n_cells = x.shape[0]
-    n_comps = max(1, min(n_comps, n_cells - 1, x.shape[1]))
-    pca = PCA(n_comps, svd_solver="randomized", random_state=int(rng.integers(2**31)))
-    pca.fit(standardized(_subsample(n_cells, _MAX_FIT_CELLS, rng)))
-    out = np.empty((n_cells, n_comps))
-    for start in range(0, n_cells, _MAX_FIT_CELLS):
-        rows = np.arange(start, min(start + _MAX_FIT_CELLS, n_cells))
-        out[rows] = pca.transform(standardized(rows))
-    return out
-
-
-def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
-    return np.arange(n) if n <= limit else np.sort(rng.choice(n, limit, replace=False))
-
-
-def _l2_rows(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
 def canonical_embeddings(
     z_rna: np.ndarray, z_atac: np.ndarray, n_comps: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +98,7 @@ def canonical_embeddings(
     # reproduce the cross product: components of noise, with small singular values, weigh
     # little, so the number of components matters less than in Seurat's unscaled CCA.
     scale = np.sqrt(np.maximum(singular, 0.0))
-    return _l2_rows(u * scale), _l2_rows(vt.T * scale)
+    return l2_rows(u * scale), l2_rows(vt.T * scale)
 
 
 # ---------------------------------------------------------------------------- the votes
@@ -232,12 +159,12 @@ def gene_space(
     Dense standardised matrices of shape (n_rna, g) and (n_atac, g).
     """
     activity = sparse.csr_matrix(atac_matrix, dtype=np.float64) @ sparse.csr_matrix(links)
-    activity = _log_normalize(activity, log1p=log1p_atac)
-    rna = _log_normalize(rna_genes, log1p=log1p_rna)
+    activity = log_normalize(activity, log1p=log1p_atac)
+    rna = log_normalize(rna_genes, log1p=log1p_rna)
     # An all-zero gene activity carries no signal.
     candidates = np.flatnonzero(np.asarray((activity != 0).sum(axis=0)).ravel() > 0)
-    genes = candidates[_top_variable(rna[:, candidates], n_genes)]
-    return _standardize(rna[:, genes]), _standardize(activity[:, genes])
+    genes = candidates[top_variable(rna[:, candidates], n_genes)]
+    return standardize(rna[:, genes]), standardize(activity[:, genes])
 
 
 def links_prior(
@@ -379,8 +306,8 @@ def ot_prior(
     """
     labelled = "rna" if unlabelled == "atac" else "atac"
     known = np.flatnonzero(codes[labelled] >= 0)
-    z_labelled = _l2_rows(own[labelled][known])
-    z_unlabelled = _l2_rows(own[unlabelled])
+    z_labelled = l2_rows(own[labelled][known])
+    z_unlabelled = l2_rows(own[unlabelled])
     votes = _label_votes(codes[labelled][known], n_labels)
     n_max = max(2, min(len(known), len(z_unlabelled)) // 10)
     counts = sorted({min(c, n_max) for c in cluster_counts})
@@ -448,13 +375,13 @@ def fit_label_prior(
     common = {"codes": codes, "unlabelled": unlabelled, "n_labels": n_labels, "own": own}
     if source == "ot":
         return ot_prior(rng=rng, **common)
-    # At most _MAX_FIT_CELLS cells of each modality (labelled ones for the labelled side)
+    # At most MAX_FIT_CELLS cells of each modality (labelled ones for the labelled side)
     # enter the gene space; the others get their votes through their own neighbours.
     labelled = "rna" if unlabelled == "atac" else "atac"
     known = np.flatnonzero(codes[labelled] >= 0)
     rows = {
-        labelled: known[_subsample(len(known), _MAX_FIT_CELLS, rng)],
-        unlabelled: _subsample(matrices[unlabelled].shape[0], _MAX_FIT_CELLS, rng),
+        labelled: known[subsample(len(known), MAX_FIT_CELLS, rng)],
+        unlabelled: subsample(matrices[unlabelled].shape[0], MAX_FIT_CELLS, rng),
     }
     z_rna, z_atac = gene_space(
         matrices["rna"][rows["rna"]][:, rna_gene_columns],
@@ -464,3 +391,74 @@ def fit_label_prior(
         log1p_atac=log1p["atac"],
     )
     return links_prior(z_rna, z_atac, rows=rows, **common)
+
+
+def pseudo_label_unlabelled(
+    source: str,
+    matrices: dict[str, object],
+    codes: dict[str, np.ndarray],
+    *,
+    n_labels: int,
+    log1p: dict[str, bool],
+    gene_links=None,
+    rna_var_names=None,
+    min_confidence: float,
+    seed: int,
+) -> tuple[LabelPrior | None, str | None]:
+    """Fit the prior of a modality without any label and write its pseudo-labels into ``codes``.
+
+    Parameters
+    ----------
+    source
+        ``label_prior`` of :class:`~conaae_scverse.ConAAE`: ``"auto"``, ``"links"``, ``"ot"``
+        or ``"none"``.
+    matrices
+        ``{"rna": cells x genes, "atac": cells x peaks}``, as registered.
+    codes
+        Label codes of each modality (-1: unlabelled); the unlabelled modality's entry is
+        replaced by its pseudo-labels (-1 where the prior is not confident).
+    n_labels
+        Number of label categories (0: no labels registered, no prior).
+    log1p
+        Whether each modality holds counts.
+    gene_links
+        The registered peak-gene links (AnnData of peaks x genes), or ``None``.
+    rna_var_names
+        Gene names of the RNA modality, to place the linked genes.
+    min_confidence
+        Smallest probability that makes a pseudo-label.
+    seed
+        Seed of the subsamples and clusterings.
+
+    Returns
+    -------
+    The prior and the modality it is about, or ``(None, None)`` when no prior applies (the
+    prior is off, no labels, or not exactly one modality without any label).
+    """
+    unlabelled = [mod for mod in ("rna", "atac") if (codes[mod] < 0).all()]
+    if source == "none" or n_labels == 0 or len(unlabelled) != 1:
+        return None, None
+    if source == "auto":
+        source = "links" if gene_links is not None else "ot"
+    if source == "links" and gene_links is None:
+        msg = (
+            "label_prior='links' needs peak-gene links: make them with "
+            "`links = ca.pp.link_peaks_to_genes(mdata[atac_mod], annotation)` and pass "
+            "`gene_links=links` to setup_mudata; or use label_prior='ot' or 'auto'."
+        )
+        raise ValueError(msg)
+    prior = fit_label_prior(
+        source,
+        matrices,
+        codes,
+        unlabelled=unlabelled[0],
+        n_labels=n_labels,
+        log1p=log1p,
+        gene_links=None if gene_links is None else gene_links.X,
+        rna_gene_columns=(
+            None if gene_links is None else rna_var_names.get_indexer(gene_links.var_names)
+        ),
+        seed=seed,
+    )
+    codes[unlabelled[0]] = prior.pseudo_labels(min_confidence)
+    return prior, unlabelled[0]

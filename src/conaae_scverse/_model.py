@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-import math
-import signal
-import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -15,36 +11,31 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-from scipy import sparse
-from scvi.utils import track
-from torch.utils.data import DataLoader
 
 from . import _data, _persistence
-from ._compat import AnnDataLoader, Trainer, parse_device_args
-from ._constants import MODALITIES, OUTPUT_KEYS
-from ._label_prior import LabelPrior, fit_label_prior
-from ._module import ConAAEModule, LossWeights, sparse_csr
-from ._neighbors import PROGRESS_MIN_BLOCKS, nearest_neighbors, one_to_one_matching
-from ._training_plan import (
-    ConAAETrainingPlan,
-    EpochSnapshot,
-    ShardedBatchSampler,
-    UnpairedLoader,
+from ._arguments import (
+    check_features,
+    normalize_hidden,
+    normalize_mapping,
+    resolve_log1p,
+    validate_hyperparameters,
 )
+from ._constants import MODALITIES
+from ._inference import InferenceMixin
+from ._label_prior import LabelPrior, pseudo_label_unlabelled
+from ._module import ConAAEModule, LossWeights
+from ._training import TrainingMixin
 
 if TYPE_CHECKING:
     from mudata import MuData
 
 logger = logging.getLogger(__name__)
 
-Modality = Literal["rna", "atac"]
 InputTransform = Literal["auto", "log1p", "none"]
 _DEFAULT_HIDDEN = (256, 128)
-LABEL_PRIORS = ("auto", "links", "ot", "none")
-_TARGET_STEPS = 500  # default number of training steps, see `ConAAE.train`
 
 
-class ConAAE:
+class ConAAE(TrainingMixin, InferenceMixin):
     """Contrastive cycle adversarial autoencoders for RNA + ATAC alignment (Wang et al. 2023).
 
     One autoencoder per modality maps cells into a shared latent space. A discriminator on the
@@ -143,10 +134,10 @@ class ConAAE:
     ):
         self.init_params_ = {
             "n_latent": n_latent,
-            "n_hidden": _normalize_hidden(n_hidden),
+            "n_hidden": normalize_hidden(n_hidden),
             "alignment": alignment,
             "contrastive": contrastive,
-            "loss_weights": _normalize_mapping("loss_weights", loss_weights),
+            "loss_weights": normalize_mapping("loss_weights", loss_weights),
             "margin": margin,
             "augmentation_noise": augmentation_noise,
             "latent_batch_norm": latent_batch_norm,
@@ -154,13 +145,13 @@ class ConAAE:
             "input_transform": (
                 input_transform
                 if isinstance(input_transform, str)
-                else _normalize_mapping("input_transform", input_transform)
+                else normalize_mapping("input_transform", input_transform)
             ),
             "label_prior": label_prior,
             "prior_confidence": prior_confidence,
             "seed": seed,
         }
-        _validate_hyperparameters(self.init_params_)
+        validate_hyperparameters(self.init_params_)
         _data.check_mudata(mdata)
         setup = _data.recall_setup(mdata)
         if setup is None:
@@ -198,24 +189,36 @@ class ConAAE:
                 else []
             )
             log1p = {
-                mod: _resolve_log1p(input_transform, mod, matrices[mod], setup.mod_name(mod))
+                mod: resolve_log1p(input_transform, mod, matrices[mod], setup.mod_name(mod))
                 for mod in MODALITIES
             }
         else:
             categories = list(_registry["label_categories"])
             log1p = dict(_registry["log1p"])
             for mod in MODALITIES:
-                _check_features(adatas[mod], _registry["var_names"][mod], setup.mod_name(mod))
+                check_features(adatas[mod], _registry["var_names"][mod], setup.mod_name(mod))
         self.label_categories_ = categories
         self.log1p_ = log1p
 
         codes = {
             mod: _data.label_codes(adatas[mod], setup.labels_key, categories) for mod in MODALITIES
         }
+        # A modality without any label gets pseudo-labels from a prior (not when loading:
+        # the prior only steers training, and is not saved).
         self.label_prior_: LabelPrior | None = None
         self.prior_modality_: str | None = None
-        if _registry is None:
-            self._fit_label_prior(adatas, matrices, codes, label_prior, prior_confidence)
+        if _registry is None and setup.anchor_key is None:
+            self.label_prior_, self.prior_modality_ = pseudo_label_unlabelled(
+                label_prior,
+                matrices,
+                codes,
+                n_labels=len(categories),
+                log1p=log1p,
+                gene_links=_data.recall_gene_links(mdata),
+                rna_var_names=adatas[MODALITIES.RNA].var_names,
+                min_confidence=prior_confidence,
+                seed=seed,
+            )
         self.modalities_: dict[str, _data.ModalityData] = {
             mod: _data.build_modality(mod, adatas[mod], matrices[mod], codes[mod])
             for mod in MODALITIES
@@ -300,41 +303,6 @@ class ConAAE:
         self.n_train_calls_ = 0
         self.train_indices_: dict[str, np.ndarray] = {}
         self.validation_indices_: dict[str, np.ndarray] = {}
-
-    def _fit_label_prior(self, adatas, matrices, codes, source: str, min_confidence: float):
-        """Pseudo-labels for a modality without any label, written into its ``codes``."""
-        setup = self.setup_
-        unlabelled = [mod for mod in MODALITIES if (codes[mod] < 0).all()]
-        if source == "none" or not self.label_categories_ or setup.anchor_key is not None:
-            return
-        if len(unlabelled) != 1:
-            return
-        links = _data.recall_gene_links(self.mdata)
-        if source == "auto":
-            source = "links" if links is not None else "ot"
-        if source == "links" and links is None:
-            msg = (
-                "label_prior='links' needs peak-gene links: make them with "
-                "`links = ca.pp.link_peaks_to_genes(mdata[atac_mod], annotation)` and pass "
-                "`gene_links=links` to setup_mudata; or use label_prior='ot' or 'auto'."
-            )
-            raise ValueError(msg)
-        rna_columns = None
-        if source == "links":
-            rna_columns = adatas[MODALITIES.RNA].var_names.get_indexer(links.var_names)
-        prior = fit_label_prior(
-            source,
-            matrices,
-            codes,
-            unlabelled=unlabelled[0],
-            n_labels=len(self.label_categories_),
-            log1p=self.log1p_,
-            gene_links=None if links is None else links.X,
-            rna_gene_columns=rna_columns,
-            seed=self.init_params_["seed"],
-        )
-        codes[unlabelled[0]] = prior.pseudo_labels(min_confidence)
-        self.label_prior_, self.prior_modality_ = prior, unlabelled[0]
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -425,594 +393,6 @@ class ConAAE:
             gene_links,
         )
 
-    # ------------------------------------------------------------------ training
-    def train(
-        self,
-        max_epochs: int | None = None,
-        *,
-        batch_size: int = 256,
-        lr: float = 2e-3,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        train_size: float = 0.9,
-        validation_size: float | None = None,
-        early_stopping: bool = False,
-        early_stopping_patience: int = 20,
-        check_val_every_n_epoch: int | None = None,
-        n_epochs_warmup: int = 0,
-        seed: int | None = None,
-        plan_kwargs: Mapping[str, Any] | None = None,
-        **trainer_kwargs: Any,
-    ) -> None:
-        """Train the model with scvi-tools' Trainer (a GPU is used when present).
-
-        RNA and ATAC minibatches are drawn independently, each modality shuffled on its own;
-        an epoch is one pass over the larger modality.
-
-        Every argument is checked before training starts. If training stops early, by Ctrl+C
-        (KeyboardInterrupt) or by an error such as
-        :class:`~conaae_scverse._training_plan.NonFiniteLossError` (a NaN or infinite loss
-        term), the model is left usable: it keeps the weights of the last completed epoch
-        (or its weights before this call) and the history of the completed epochs, and the
-        exception is re-raised. A KeyboardInterrupt is re-raised as KeyboardInterrupt (not as
-        the ``SystemExit`` Lightning turns it into), so a script stops as asked, while in a
-        notebook the model can be used or trained further at once. Calling ``train`` again
-        continues from the current weights and appends to :attr:`history`.
-
-        Parameters
-        ----------
-        max_epochs
-            Passes over the larger modality. Default: about 500 minibatch steps, i.e.
-            ``clip(500 / steps_per_epoch, 20, 500)`` epochs.
-        batch_size
-            Cells per minibatch of each modality (the paper uses 32; larger batches give the
-            triplet mining and the discriminator more cells to compare and train faster).
-        lr
-            Peak learning rate of the autoencoders, classifier and discriminator. By default
-            it decays to 0 along a half cosine over ``max_epochs``
-            (``plan_kwargs={"lr_schedule": "constant"}`` keeps it fixed). Calling ``train``
-            again starts the schedule afresh.
-        accelerator, devices
-            Passed to the Lightning Trainer (``"auto"`` picks a GPU when present).
-        train_size
-            Fraction of each modality's cells used for training; the rest validates.
-        validation_size
-            Fraction for validation (default: all cells not used for training).
-        early_stopping
-            Stop when ``validation_loss`` has not improved for ``early_stopping_patience``
-            epochs.
-        early_stopping_patience
-            Patience of early stopping, in epochs.
-        check_val_every_n_epoch
-            Validation frequency (default: every epoch with early stopping, else ~20 times per
-            run).
-        n_epochs_warmup
-            Epochs of autoencoder-only training before the adversarial/MMD alignment starts.
-        seed
-            Seed of the splits, shuffling and noise (default: derived from the model's seed
-            and the number of previous ``train`` calls, so runs are reproducible).
-        plan_kwargs
-            Extra arguments of the training plan: ``lr_discriminator``, ``weight_decay``
-            (1e-4), ``betas`` ((0.5, 0.999)), ``n_steps_autoencoder`` and
-            ``n_steps_discriminator`` (k1 autoencoder steps per k2 discriminator steps),
-            ``lr_schedule`` (``"cosine"`` or ``"constant"``).
-        **trainer_kwargs
-            Other keyword arguments of :class:`scvi.train.Trainer` (e.g. ``strategy``,
-            ``enable_progress_bar``).
-
-        Notes
-        -----
-        Several processes (Lightning DDP, gloo backend on CPU): ``devices=2,
-        strategy="ddp"`` from a script (Lightning re-runs the script in each worker; rank 0
-        keeps the history), or ``strategy="ddp_spawn"`` from a notebook or test (workers are
-        spawned; the trained weights come back to the calling process, the loss history does
-        not). Each process trains on its own share of every epoch's minibatches, so an epoch
-        has ``1 / devices`` as many steps per process; early stopping is disabled under DDP.
-        """
-        _check_fraction("train_size", train_size)
-        if validation_size is not None:
-            _check_fraction("validation_size", validation_size, allow_zero=True)
-            if train_size + validation_size > 1 + 1e-9:
-                msg = "train_size + validation_size must be at most 1."
-                raise ValueError(msg)
-        if max_epochs is not None and (not _is_int(max_epochs) or max_epochs < 1):
-            msg = f"max_epochs must be a positive integer, got {max_epochs!r}."
-            raise ValueError(msg)
-        if not _is_int(batch_size) or batch_size < 2:
-            msg = (
-                f"batch_size must be an integer >= 2 (BatchNorm needs at least 2 cells per "
-                f"minibatch), got {batch_size!r}."
-            )
-            raise ValueError(msg)
-        if not (_is_number(lr) and lr > 0 and math.isfinite(lr)):
-            msg = f"lr must be a positive number, got {lr!r}."
-            raise ValueError(msg)
-        _check_count("early_stopping_patience", early_stopping_patience, 1)
-        _check_count("n_epochs_warmup", n_epochs_warmup, 0)
-        if check_val_every_n_epoch is not None:
-            _check_count("check_val_every_n_epoch", check_val_every_n_epoch, 1)
-        if seed is not None:
-            _check_count("seed", seed, 0)
-        plan_kwargs = _normalize_mapping("plan_kwargs", plan_kwargs)
-        plan_args = set(inspect.signature(ConAAETrainingPlan).parameters) - {"module"}
-        for key in plan_kwargs:
-            if key in ("lr", "n_epochs_warmup"):
-                msg = f"Pass {key} as an argument of train ({key}=...), not in plan_kwargs."
-                raise TypeError(msg)
-            if key not in plan_args:
-                msg = (
-                    f"Unknown plan_kwargs key {key!r}; the training plan accepts "
-                    f"{sorted(plan_args - {'lr', 'n_epochs_warmup'})}."
-                )
-                raise TypeError(msg)
-        seed = self.init_params_["seed"] + 1000 * self.n_train_calls_ if seed is None else seed
-        rng = np.random.default_rng(seed)
-
-        train_idx, val_idx = {}, {}
-        for mod, data in self.modalities_.items():
-            perm = rng.permutation(data.n_obs)
-            n_train = max(1, round(train_size * data.n_obs))
-            n_val = (
-                data.n_obs - n_train
-                if validation_size is None
-                else round(validation_size * data.n_obs)
-            )
-            train_idx[mod] = np.sort(perm[:n_train])
-            val_idx[mod] = np.sort(perm[n_train : n_train + n_val])
-            if n_train < 2:
-                msg = (
-                    f"Modality {self.setup_.mod_name(mod)!r} has {n_train} training cell(s); "
-                    "a minibatch needs at least 2 (BatchNorm). Use more cells or a larger "
-                    "train_size."
-                )
-                raise ValueError(msg)
-        self.train_indices_, self.validation_indices_ = train_idx, val_idx
-
-        effective_bs = min(batch_size, *(len(i) for i in train_idx.values()))
-        if effective_bs < batch_size:
-            logger.info(
-                "Using minibatches of %d cells (fewer training cells than batch_size).",
-                effective_bs,
-            )
-        strategy = trainer_kwargs.get("strategy")
-        distributed = (isinstance(strategy, str) and "ddp" in strategy) or (
-            strategy is not None and "DDP" in type(strategy).__name__
-        )
-        if strategy in ("ddp", "ddp_spawn", "ddp_notebook"):
-            # Two backward passes per step (autoencoder, then discriminator): DDP must not
-            # expect every parameter in each; the discriminator's gradients are averaged by
-            # the training plan.
-            from lightning.pytorch.strategies import DDPStrategy
-
-            start = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_notebook": "fork"}[strategy]
-            trainer_kwargs["strategy"] = DDPStrategy(
-                find_unused_parameters=True, start_method=start
-            )
-        if distributed:
-            # The loaders shard minibatches themselves (ShardedBatchSampler); Lightning must
-            # not try to re-instantiate them with its own DistributedSampler.
-            trainer_kwargs.setdefault("use_distributed_sampler", False)
-        train_loaders = [
-            self._loader(
-                mod,
-                train_idx[mod],
-                effective_bs,
-                shuffle=True,
-                distributed=distributed,
-                seed=seed + i,
-            )
-            for i, mod in enumerate(MODALITIES)
-        ]
-        if self.anchor_pairs_ is not None:
-            anchor_loader = self._anchor_loader(train_idx, effective_bs)
-            if anchor_loader is not None:
-                train_loaders.append(anchor_loader)
-        has_validation = all(len(i) >= 2 for i in val_idx.values())
-        val_loader = None
-        if has_validation:
-            val_bs = min(max(effective_bs, 512), *(len(i) for i in val_idx.values()))
-            val_loader = UnpairedLoader(
-                [self._loader(mod, val_idx[mod], val_bs, shuffle=False) for mod in MODALITIES]
-            )
-
-        n_steps = max(1, max(len(i) for i in train_idx.values()) // effective_bs)
-        if max_epochs is None:
-            max_epochs = int(np.clip(round(_TARGET_STEPS / n_steps), 20, 500))
-        if check_val_every_n_epoch is None:
-            check_val_every_n_epoch = 1 if early_stopping else max(1, max_epochs // 20)
-        if early_stopping and not has_validation:
-            msg = "early_stopping needs validation cells: use train_size < 1."
-            raise ValueError(msg)
-
-        accelerator, devices, device = parse_device_args(
-            accelerator, devices, return_device="torch"
-        )
-        trainer_kwargs.setdefault("enable_progress_bar", True)
-        # Weights as of the last completed epoch, restored if training stops with an error.
-        snapshot = EpochSnapshot(self.module)
-        trainer_kwargs["callbacks"] = [*(trainer_kwargs.get("callbacks") or []), snapshot]
-        trainer = Trainer(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            early_stopping=early_stopping,
-            early_stopping_monitor="validation_loss",
-            early_stopping_patience=early_stopping_patience,
-            check_val_every_n_epoch=check_val_every_n_epoch if has_validation else None,
-            **trainer_kwargs,
-        )
-        plan = ConAAETrainingPlan(
-            self.module, lr=lr, n_epochs_warmup=n_epochs_warmup, **plan_kwargs
-        )
-        self.module.train()
-        sigint_handler = signal.getsignal(signal.SIGINT)
-        with torch.random.fork_rng(devices=_cuda_devices(device)):
-            torch.manual_seed(seed)
-            try:
-                trainer.fit(plan, UnpairedLoader(train_loaders), val_loader)
-            except BaseException as err:
-                self._recover(trainer, snapshot)
-                # Lightning turns Ctrl+C (KeyboardInterrupt) into sys.exit(1): give it back.
-                if isinstance(err, SystemExit) and isinstance(snapshot.error, KeyboardInterrupt):
-                    msg = (
-                        f"Training interrupted; the model keeps the weights of its last "
-                        f"completed epoch ({snapshot.completed_epochs} of {max_epochs} in this "
-                        "call). Call train() again to continue."
-                    )
-                    raise KeyboardInterrupt(msg) from None
-                raise
-            finally:
-                self.module.eval()
-                self.to_device(device)
-                _restore_sigint(sigint_handler)
-        self._append_history(trainer)
-        self.n_train_calls_ += 1
-        self.is_trained_ = True
-        self.trainer = trainer
-
-    def _recover(self, trainer, snapshot: EpochSnapshot) -> None:
-        """After a failed ``fit``: weights and history of the last completed epoch."""
-        snapshot.restore()
-        self.trainer = trainer
-        if snapshot.completed_epochs == 0:
-            logger.warning("Training stopped before the first epoch ended; weights unchanged.")
-            return
-        self._append_history(trainer, n_epochs=snapshot.completed_epochs)
-        self.n_train_calls_ += 1
-        self.is_trained_ = True
-        logger.warning(
-            "Training stopped during epoch %d; the model keeps the weights and history of the "
-            "%d completed epoch(s).",
-            snapshot.completed_epochs + 1,
-            snapshot.completed_epochs,
-        )
-
-    def _loader(
-        self,
-        mod: str,
-        indices: np.ndarray,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        distributed: bool = False,
-        seed: int = 0,
-    ):
-        # drop_last keeps BatchNorm away from a last minibatch of a single cell.
-        drop_last = shuffle and len(indices) > batch_size
-        if distributed:
-            # Under DDP each process takes its own share of every epoch's minibatches.
-            sampler = ShardedBatchSampler(
-                len(indices), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed
-            )
-            dataset = self.modalities_[mod].manager.create_torch_dataset(indices=indices)
-            return DataLoader(dataset, sampler=sampler, batch_size=None)
-        return AnnDataLoader(
-            self.modalities_[mod].manager,
-            indices=indices,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-        )
-
-    def _anchor_loader(self, train_idx: dict[str, np.ndarray], batch_size: int):
-        """Minibatches of known pairs whose both cells are training cells (anchor mode only)."""
-        pairs = self.anchor_pairs_
-        keep = np.isin(pairs[:, 0], train_idx[MODALITIES.RNA]) & np.isin(
-            pairs[:, 1], train_idx[MODALITIES.ATAC]
-        )
-        pairs = pairs[keep]
-        if len(pairs) < 2:
-            logger.warning("Fewer than 2 known pairs among the training cells: anchor loss off.")
-            return None
-        rna = self.modalities_[MODALITIES.RNA].matrix
-        atac = self.modalities_[MODALITIES.ATAC].matrix
-
-        def collate(rows: list[int]) -> dict[str, torch.Tensor]:
-            chosen = pairs[np.asarray(rows)]
-            return {
-                MODALITIES.RNA: _dense_rows(rna, chosen[:, 0]),
-                MODALITIES.ATAC: _dense_rows(atac, chosen[:, 1]),
-            }
-
-        bs = min(batch_size, len(pairs))
-        return DataLoader(
-            range(len(pairs)),
-            batch_size=bs,
-            shuffle=True,
-            drop_last=len(pairs) > bs,
-            collate_fn=collate,
-        )
-
-    def _append_history(self, trainer, n_epochs: int | None = None) -> None:
-        """Append the trainer's history; with ``n_epochs``, only its first ``n_epochs``."""
-        history = getattr(trainer.logger, "history", None)
-        if not isinstance(history, Mapping):  # e.g. the dummy logger of DDP ranks > 0
-            history = {}
-        offset = 0
-        if self.history_:
-            offset = max(
-                (int(df.index.max()) + 1 for df in self.history_.values() if len(df)), default=0
-            )
-        for key, frame in history.items():
-            # the logger stores object columns; keep floats, as `load` gives
-            frame = frame.astype(np.float64)
-            if n_epochs is not None:
-                frame = frame[np.asarray(frame.index) < n_epochs]
-                if not len(frame):
-                    continue
-            frame.index = frame.index + offset
-            self.history_[key] = (
-                pd.concat([self.history_[key], frame]) if key in self.history_ else frame
-            )
-
-    # ------------------------------------------------------------------ inference
-    def _inference_matrix(self, mdata: MuData | None, modality: str):
-        if modality not in MODALITIES:
-            msg = f"modality must be 'rna' or 'atac', got {modality!r}."
-            raise ValueError(msg)
-        if mdata is None or mdata is self.mdata:
-            data = self.modalities_[modality]
-            return data.matrix, data.obs_names
-        _data.check_mudata(mdata)
-        mod_name = self.setup_.mod_name(modality)
-        adata = _data.get_modality(mdata, mod_name, modality)
-        _check_features(adata, self.modalities_[modality].var_names, mod_name)
-        matrix = _data.get_matrix(adata, self.setup_.layer(modality), mod_name)
-        if self.log1p_[modality] and _data.min_value(matrix) < 0:
-            msg = (
-                f"Modality {mod_name!r} has negative values, but the model log1p-transforms "
-                "its input (it was trained on counts). Pass the same kind of values it was "
-                "trained on."
-            )
-            raise ValueError(msg)
-        return matrix, adata.obs_names
-
-    @torch.inference_mode()
-    def get_latent_representation(
-        self, mdata: MuData | None = None, modality: Modality = "rna", *, batch_size: int = 4096
-    ) -> np.ndarray:
-        """Embedding of one modality's cells in the shared latent space.
-
-        Parameters
-        ----------
-        mdata
-            MuData with the same features as the training data (default: the training data).
-        modality
-            ``"rna"`` or ``"atac"``.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        Array of shape (n_cells, n_latent).
-        """
-        matrix, _ = self._inference_matrix(mdata, modality)
-        return self._encode(matrix, modality, batch_size)
-
-    def _encode(self, matrix, modality: str, batch_size: int) -> np.ndarray:
-        self.module.eval()
-        device = self.device
-        out = np.empty((matrix.shape[0], self.module.n_latent), dtype=np.float32)
-        is_sparse = sparse.issparse(matrix)
-        if not is_sparse:
-            # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k
-            # features) never densify thousands of rows at once.
-            batch_size = max(1, min(batch_size, (1 << 24) // max(1, matrix.shape[1])))
-        starts = range(0, matrix.shape[0], batch_size)
-        with torch.inference_mode():
-            for start in track(
-                starts,
-                description=f"Encoding {modality.upper()} cells",
-                disable=len(starts) < PROGRESS_MIN_BLOCKS,
-            ):
-                rows = np.arange(start, min(start + batch_size, matrix.shape[0]))
-                if is_sparse:
-                    x = _sparse_rows(matrix, rows).to(device)
-                    z = self.module.encode_sparse(x, modality)
-                else:
-                    z = self.module.encode(_dense_rows(matrix, rows).to(device), modality)
-                out[rows] = z.cpu().numpy()
-        return out
-
-    @torch.inference_mode()
-    def predict(
-        self,
-        mdata: MuData | None = None,
-        modality: Modality = "rna",
-        *,
-        soft: bool = False,
-        batch_size: int = 4096,
-    ) -> np.ndarray | pd.DataFrame:
-        """Predicted labels of one modality's cells, from the classifier on the latent.
-
-        Parameters
-        ----------
-        mdata
-            MuData with the training features (default: the training data).
-        modality
-            ``"rna"`` or ``"atac"``.
-        soft
-            Return class probabilities instead of labels.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        Array of shape (n_cells,) with label names, or with ``soft=True`` a DataFrame of shape
-        (n_cells, n_labels) of probabilities indexed by ``obs_names``.
-        """
-        if not self.label_categories_:
-            msg = "The model was set up without labels_key, so it cannot predict labels."
-            raise ValueError(msg)
-        matrix, obs_names = self._inference_matrix(mdata, modality)
-        z = torch.as_tensor(self._encode(matrix, modality, batch_size), device=self.device)
-        probs = torch.softmax(self.module.classify(z), dim=1).cpu().numpy()
-        if soft:
-            return pd.DataFrame(probs, index=obs_names, columns=self.label_categories_)
-        return np.asarray(self.label_categories_, dtype=object)[probs.argmax(axis=1)]
-
-    def match_cells(
-        self,
-        mdata: MuData | None = None,
-        *,
-        method: Literal["nearest", "one_to_one"] = "nearest",
-        metric: Literal["l1", "l2"] = "l1",
-    ) -> dict[str, pd.DataFrame]:
-        """Match every cell to a cell of the other modality in the latent space.
-
-        Parameters
-        ----------
-        mdata
-            MuData with the training features (default: the training data).
-        method
-            ``"nearest"``: each cell's nearest cell of the other modality (exact up to 50k x
-            50k cells, approximate beyond). ``"one_to_one"``: a one-to-one assignment with the
-            smallest total distance (equal cell numbers, at most 5,000 cells).
-        metric
-            ``"l1"`` (the paper) or ``"l2"``.
-
-        Returns
-        -------
-        ``{"rna": DataFrame, "atac": DataFrame}``, each indexed by that modality's obs_names
-        with columns ``conaae_match`` (obs_name in the other modality) and
-        ``conaae_match_distance``.
-        """
-        if method not in ("nearest", "one_to_one"):
-            msg = f"method must be 'nearest' or 'one_to_one', got {method!r}."
-            raise ValueError(msg)
-        return _match_latents(self._latents(mdata), method=method, metric=metric)
-
-    def _latents(self, mdata: MuData | None) -> dict[str, tuple[np.ndarray, pd.Index]]:
-        """Each modality's embedding and obs_names, encoded once for all the outputs."""
-        latents = {}
-        for mod in MODALITIES:
-            matrix, names = self._inference_matrix(mdata, mod)
-            latents[mod] = self._encode(matrix, mod, 4096), names
-        return latents
-
-    def _label_probabilities(self, z: np.ndarray) -> np.ndarray:
-        """Classifier probabilities, shape (n_cells, n_labels), of latent rows ``z``."""
-        with torch.inference_mode():
-            logits = self.module.classify(torch.as_tensor(z, device=self.device))
-            return torch.softmax(logits, dim=1).cpu().numpy()
-
-    def write_results(
-        self,
-        mdata: MuData | None = None,
-        *,
-        match: Literal["nearest", "one_to_one"] = "nearest",
-        metric: Literal["l1", "l2"] = "l1",
-    ) -> None:
-        """Write embeddings, predicted labels and cell matches into each modality.
-
-        Written keys, in ``mdata.mod[rna_mod]`` and ``mdata.mod[atac_mod]``, and nothing else:
-
-        - ``.obsm["X_conaae"]``: latent embedding, shape (n_cells, n_latent).
-        - ``.obs["conaae_label"]`` (categorical) and ``.obs["conaae_label_confidence"]``
-          (classifier probability of that label), when labels were registered.
-        - ``.obs["conaae_match"]``: obs_name of the matched cell of the other modality, and
-          ``.obs["conaae_match_distance"]`` its latent distance.
-
-        Parameters
-        ----------
-        mdata
-            MuData with the training features (default: the training data).
-        match
-            ``"nearest"`` or ``"one_to_one"``, see :meth:`match_cells`.
-        metric
-            Distance of the matching, ``"l1"`` (the paper) or ``"l2"``.
-        """
-        if match not in ("nearest", "one_to_one"):
-            msg = f"match must be 'nearest' or 'one_to_one', got {match!r}."
-            raise ValueError(msg)
-        target = self.mdata if mdata is None else mdata
-        latents = self._latents(mdata)
-        matches = _match_latents(latents, method=match, metric=metric)
-        for mod in MODALITIES:
-            adata = target.mod[self.setup_.mod_name(mod)]
-            z, _ = latents[mod]
-            adata.obsm[OUTPUT_KEYS.LATENT] = z
-            if self.label_categories_:
-                probs = self._label_probabilities(z)
-                adata.obs[OUTPUT_KEYS.LABEL] = pd.Categorical.from_codes(
-                    probs.argmax(axis=1), categories=self.label_categories_
-                )
-                adata.obs[OUTPUT_KEYS.LABEL_CONFIDENCE] = probs.max(axis=1).astype(np.float32)
-            adata.obs[OUTPUT_KEYS.MATCH] = matches[mod][OUTPUT_KEYS.MATCH].to_numpy()
-            adata.obs[OUTPUT_KEYS.MATCH_DISTANCE] = matches[mod][
-                OUTPUT_KEYS.MATCH_DISTANCE
-            ].to_numpy()
-
-    def get_joint_adata(self, mdata: MuData | None = None) -> ad.AnnData:
-        """One AnnData of all cells of both modalities in the shared latent space.
-
-        Ready for ``sc.pp.neighbors(joint, use_rep="X_conaae")``, ``sc.tl.umap`` and
-        ``sc.pl.umap(joint, color=["modality", ...])``.
-
-        Parameters
-        ----------
-        mdata
-            MuData with the training features (default: the training data).
-
-        Returns
-        -------
-        AnnData with ``n_rna + n_atac`` cells (obs_names prefixed ``"<modality>:"``), obs
-        columns ``modality``, ``cell`` (the original obs_name), the registered label column
-        (when present) and ``conaae_label`` (when labels were registered), and
-        ``.obsm["X_conaae"]``.
-        """
-        target = self.mdata if mdata is None else mdata
-        frames, latents = [], []
-        for mod, (z, names) in self._latents(mdata).items():
-            mod_name = self.setup_.mod_name(mod)
-            latents.append(z)
-            obs = pd.DataFrame(
-                {"modality": mod_name, "cell": np.asarray(names, dtype=str)},
-                index=[f"{mod_name}:{n}" for n in names],
-            )
-            key = self.setup_.labels_key
-            source = target.mod[mod_name].obs
-            if key is not None:
-                obs[key] = source[key].astype("object").to_numpy() if key in source else np.nan
-            if self.label_categories_:
-                obs[OUTPUT_KEYS.LABEL] = np.asarray(self.label_categories_, dtype=object)[
-                    self._label_probabilities(z).argmax(axis=1)
-                ]
-            frames.append(obs)
-        obs = pd.concat(frames)
-        obs["modality"] = pd.Categorical(
-            obs["modality"], categories=[self.setup_.rna_mod, self.setup_.atac_mod]
-        )
-        for column in (self.setup_.labels_key, OUTPUT_KEYS.LABEL):
-            if column is not None and column in obs:
-                obs[column] = pd.Categorical(
-                    obs[column].astype("object").where(obs[column].notna(), None),
-                    categories=self.label_categories_ or None,
-                )
-        joint = ad.AnnData(obs=obs)
-        joint.obsm[OUTPUT_KEYS.LATENT] = np.concatenate(latents)
-        return joint
-
     # ------------------------------------------------------------------ persistence
     def save(self, dir_path: str, *, overwrite: bool = False) -> None:
         """Save the weights and settings to a directory (atomically).
@@ -1102,205 +482,3 @@ class ConAAE:
             f"{len(self.label_categories_)}, alignment={self.module.alignment!r}, "
             f"trained={self.is_trained_})"
         )
-
-
-def _match_latents(
-    latents: dict[str, tuple[np.ndarray, pd.Index]],
-    *,
-    method: Literal["nearest", "one_to_one"],
-    metric: Literal["l1", "l2"],
-) -> dict[str, pd.DataFrame]:
-    """Each cell's match in the other modality, as returned by :meth:`ConAAE.match_cells`."""
-    out = {}
-    for mod, other in ((MODALITIES.RNA, MODALITIES.ATAC), (MODALITIES.ATAC, MODALITIES.RNA)):
-        (z, names), (z_other, names_other) = latents[mod], latents[other]
-        if method == "one_to_one":
-            idx, dist = one_to_one_matching(z, z_other, metric=metric)
-        else:
-            idx, dist = nearest_neighbors(z, z_other, k=1, metric=metric)
-            idx, dist = idx[:, 0], dist[:, 0]
-        out[mod] = pd.DataFrame(
-            {
-                OUTPUT_KEYS.MATCH: np.asarray(names_other)[idx],
-                OUTPUT_KEYS.MATCH_DISTANCE: dist.astype(np.float32),
-            },
-            index=names,
-        )
-    return out
-
-
-def _dense_rows(matrix, rows: np.ndarray) -> torch.Tensor:
-    block = matrix[rows]
-    if sparse.issparse(block):
-        block = block.toarray()
-    return torch.as_tensor(np.asarray(block, dtype=np.float32))
-
-
-def _sparse_rows(matrix, rows: np.ndarray) -> torch.Tensor:
-    """Rows of a scipy sparse matrix as a torch CSR tensor (float32, duplicates summed)."""
-    block = sparse.csr_matrix(matrix[rows], dtype=np.float32)
-    block.sum_duplicates()
-    return sparse_csr(
-        torch.from_numpy(block.indptr.astype(np.int64)),
-        torch.from_numpy(block.indices.astype(np.int64)),
-        torch.from_numpy(block.data),
-        size=block.shape,
-    )
-
-
-def _restore_sigint(handler) -> None:
-    """Reinstate the SIGINT handler that Lightning replaces with SIG_IGN on Ctrl+C."""
-    if handler is None or threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGINT) is not handler:
-        signal.signal(signal.SIGINT, handler)
-
-
-def _cuda_devices(device) -> list[int]:
-    device = torch.device(device)
-    if device.type == "cuda":
-        return [device.index or 0]
-    return []
-
-
-def _check_features(adata: ad.AnnData, var_names: Sequence[str], mod_name: str) -> None:
-    expected = pd.Index(var_names)
-    got = pd.Index(adata.var_names.astype(str))
-    if got.equals(expected):
-        return
-    if len(got) == len(expected) and set(got) == set(expected):
-        msg = (
-            f"Modality {mod_name!r} has the model's features in another order. Reorder them: "
-            f"`mdata.mod[{mod_name!r}] = mdata.mod[{mod_name!r}][:, model_var_names]`."
-        )
-        raise ValueError(msg)
-    missing = expected.difference(got, sort=False)
-    extra = got.difference(expected, sort=False)
-    msg = (
-        f"Modality {mod_name!r} does not have the model's features: it has {len(got)}, the "
-        f"model was trained on {len(expected)}; {len(missing)} training features missing "
-        f"(e.g. {list(missing[:3])}), {len(extra)} unknown (e.g. {list(extra[:3])}). Use data "
-        "with exactly the training features, in the same order."
-    )
-    raise ValueError(msg)
-
-
-def _resolve_log1p(transform, mod: str, matrix, mod_name: str) -> bool:
-    choice = (
-        transform.get(mod, transform.get(mod_name, "auto"))
-        if isinstance(transform, Mapping)
-        else transform
-    )
-    if choice not in ("auto", "log1p", "none"):
-        msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
-        raise ValueError(msg)
-    if choice == "log1p" and _data.min_value(matrix) < 0:
-        msg = (
-            f"Modality {mod_name!r} has negative values, but input_transform='log1p' expects "
-            "counts. Pass raw counts (e.g. rna_layer='counts') or use input_transform='none'."
-        )
-        raise ValueError(msg)
-    if choice == "auto":
-        return _data.looks_like_counts(matrix)
-    return choice == "log1p"
-
-
-def _check_fraction(name: str, value: float, *, allow_zero: bool = False) -> None:
-    is_number = _is_number(value)
-    low_ok = is_number and (value >= 0 if allow_zero else value > 0)
-    if not (is_number and low_ok and value <= 1):
-        msg = f"{name} must be in {'[0, 1]' if allow_zero else '(0, 1]'}, got {value!r}."
-        raise ValueError(msg)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
-def _normalize_hidden(n_hidden: Any) -> str | list[int]:
-    """``n_hidden`` as ``"paper"`` or a list of ints, with a clear error for anything else."""
-    if isinstance(n_hidden, str):
-        return n_hidden  # checked in _validate_hyperparameters
-    if not isinstance(n_hidden, Sequence | np.ndarray) or not all(_is_int(h) for h in n_hidden):
-        msg = (
-            f"n_hidden must be a sequence of positive integers (e.g. [256, 128]) or 'paper', "
-            f"got {n_hidden!r}."
-        )
-        raise TypeError(msg)
-    return [int(h) for h in n_hidden]
-
-
-def _normalize_mapping(name: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        msg = f"{name} must be a dict, got {type(value).__name__} ({value!r})."
-        raise TypeError(msg)
-    return dict(value)
-
-
-def _check_count(name: str, value: Any, minimum: int) -> None:
-    """Fail unless ``value`` is an integer >= ``minimum``."""
-    if not _is_int(value) or value < minimum:
-        msg = f"{name} must be an integer >= {minimum}, got {value!r}."
-        raise ValueError(msg)
-
-
-def _validate_hyperparameters(params: dict[str, Any]) -> None:
-    n_latent = params["n_latent"]
-    if not isinstance(n_latent, int | np.integer) or isinstance(n_latent, bool) or n_latent < 1:
-        msg = f"n_latent must be a positive integer, got {n_latent!r}."
-        raise ValueError(msg)
-    n_hidden = params["n_hidden"]
-    if isinstance(n_hidden, str):
-        if n_hidden != "paper":
-            msg = f"n_hidden must be a sequence of positive integers or 'paper', got {n_hidden!r}."
-            raise ValueError(msg)
-    elif any(h < 1 for h in n_hidden):
-        msg = f"n_hidden widths must be positive integers, got {n_hidden!r}."
-        raise ValueError(msg)
-    for name, allowed in (
-        ("alignment", ("adversarial", "mmd", "none")),
-        ("contrastive", ("auto", "supervised", "self_supervised")),
-        ("label_prior", LABEL_PRIORS),
-    ):
-        if params[name] not in allowed:
-            msg = f"{name} must be one of {allowed}, got {params[name]!r}."
-            raise ValueError(msg)
-    known = set(LossWeights().to_dict())
-    for key, value in params["loss_weights"].items():
-        if key not in known:
-            msg = f"Unknown loss weight {key!r}; known terms: {sorted(known)}."
-            raise ValueError(msg)
-        if not _is_number(value) or not math.isfinite(value) or value < 0:
-            msg = f"Loss weight {key!r} must be a finite number >= 0, got {value!r}."
-            raise ValueError(msg)
-    for name in ("margin", "augmentation_noise"):
-        value = params[name]
-        if not _is_number(value) or not math.isfinite(value) or value < 0:
-            msg = f"{name} must be a finite number >= 0, got {value!r}."
-            raise ValueError(msg)
-    if not _is_number(params["dropout"]) or not 0 <= params["dropout"] < 1:
-        msg = f"dropout must be a number in [0, 1), got {params['dropout']!r}."
-        raise ValueError(msg)
-    if not isinstance(params["latent_batch_norm"], bool | np.bool_):
-        msg = f"latent_batch_norm must be True or False, got {params['latent_batch_norm']!r}."
-        raise TypeError(msg)
-    confidence = params["prior_confidence"]
-    if not _is_number(confidence) or not 0 <= confidence <= 1:
-        msg = f"prior_confidence must be a number in [0, 1], got {confidence!r}."
-        raise ValueError(msg)
-    if not _is_int(params["seed"]) or params["seed"] < 0:
-        msg = f"seed must be a non-negative integer, got {params['seed']!r}."
-        raise ValueError(msg)
-    transform = params["input_transform"]
-    for choice in [transform] if isinstance(transform, str) else transform.values():
-        if choice not in ("auto", "log1p", "none"):
-            msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
-            raise ValueError(msg)

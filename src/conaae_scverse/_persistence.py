@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import _data
+from . import _arguments, _data
 from ._compat import parse_device_args
 from ._constants import MODALITIES
 
@@ -248,13 +248,15 @@ def _check_init_params(init_params: dict[str, Any], path: Path) -> None:
         init_params
     )
     try:
-        params["n_hidden"] = _model._normalize_hidden(params["n_hidden"])
-        params["loss_weights"] = _model._normalize_mapping("loss_weights", params["loss_weights"])
+        params["n_hidden"] = _arguments.normalize_hidden(params["n_hidden"])
+        params["loss_weights"] = _arguments.normalize_mapping(
+            "loss_weights", params["loss_weights"]
+        )
         if not isinstance(params["input_transform"], str):
-            params["input_transform"] = _model._normalize_mapping(
+            params["input_transform"] = _arguments.normalize_mapping(
                 "input_transform", params["input_transform"]
             )
-        _model._validate_hyperparameters(params)
+        _arguments.validate_hyperparameters(params)
     except (TypeError, ValueError, KeyError) as err:
         raise _fail(path, f"invalid hyperparameters ({err})") from err
 

@@ -1,0 +1,159 @@
+"""Checks of the model's hyperparameters and of the data handed to a trained model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from . import _data
+from ._module import LossWeights
+
+LABEL_PRIORS = ("auto", "links", "ot", "none")
+
+
+def check_features(adata: ad.AnnData, var_names: Sequence[str], mod_name: str) -> None:
+    expected = pd.Index(var_names)
+    got = pd.Index(adata.var_names.astype(str))
+    if got.equals(expected):
+        return
+    if len(got) == len(expected) and set(got) == set(expected):
+        msg = (
+            f"Modality {mod_name!r} has the model's features in another order. Reorder them: "
+            f"`mdata.mod[{mod_name!r}] = mdata.mod[{mod_name!r}][:, model_var_names]`."
+        )
+        raise ValueError(msg)
+    missing = expected.difference(got, sort=False)
+    extra = got.difference(expected, sort=False)
+    msg = (
+        f"Modality {mod_name!r} does not have the model's features: it has {len(got)}, the "
+        f"model was trained on {len(expected)}; {len(missing)} training features missing "
+        f"(e.g. {list(missing[:3])}), {len(extra)} unknown (e.g. {list(extra[:3])}). Use data "
+        "with exactly the training features, in the same order."
+    )
+    raise ValueError(msg)
+
+
+def resolve_log1p(transform, mod: str, matrix, mod_name: str) -> bool:
+    choice = (
+        transform.get(mod, transform.get(mod_name, "auto"))
+        if isinstance(transform, Mapping)
+        else transform
+    )
+    if choice not in ("auto", "log1p", "none"):
+        msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
+        raise ValueError(msg)
+    if choice == "log1p" and _data.min_value(matrix) < 0:
+        msg = (
+            f"Modality {mod_name!r} has negative values, but input_transform='log1p' expects "
+            "counts. Pass raw counts (e.g. rna_layer='counts') or use input_transform='none'."
+        )
+        raise ValueError(msg)
+    if choice == "auto":
+        return _data.looks_like_counts(matrix)
+    return choice == "log1p"
+
+
+def check_fraction(name: str, value: float, *, allow_zero: bool = False) -> None:
+    numeric = is_number(value)
+    low_ok = numeric and (value >= 0 if allow_zero else value > 0)
+    if not (numeric and low_ok and value <= 1):
+        msg = f"{name} must be in {'[0, 1]' if allow_zero else '(0, 1]'}, got {value!r}."
+        raise ValueError(msg)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def normalize_hidden(n_hidden: Any) -> str | list[int]:
+    """``n_hidden`` as ``"paper"`` or a list of ints, with a clear error for anything else."""
+    if isinstance(n_hidden, str):
+        return n_hidden  # checked in _validate_hyperparameters
+    if not isinstance(n_hidden, Sequence | np.ndarray) or not all(is_int(h) for h in n_hidden):
+        msg = (
+            f"n_hidden must be a sequence of positive integers (e.g. [256, 128]) or 'paper', "
+            f"got {n_hidden!r}."
+        )
+        raise TypeError(msg)
+    return [int(h) for h in n_hidden]
+
+
+def normalize_mapping(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        msg = f"{name} must be a dict, got {type(value).__name__} ({value!r})."
+        raise TypeError(msg)
+    return dict(value)
+
+
+def check_count(name: str, value: Any, minimum: int) -> None:
+    """Fail unless ``value`` is an integer >= ``minimum``."""
+    if not is_int(value) or value < minimum:
+        msg = f"{name} must be an integer >= {minimum}, got {value!r}."
+        raise ValueError(msg)
+
+
+def validate_hyperparameters(params: dict[str, Any]) -> None:
+    n_latent = params["n_latent"]
+    if not isinstance(n_latent, int | np.integer) or isinstance(n_latent, bool) or n_latent < 1:
+        msg = f"n_latent must be a positive integer, got {n_latent!r}."
+        raise ValueError(msg)
+    n_hidden = params["n_hidden"]
+    if isinstance(n_hidden, str):
+        if n_hidden != "paper":
+            msg = f"n_hidden must be a sequence of positive integers or 'paper', got {n_hidden!r}."
+            raise ValueError(msg)
+    elif any(h < 1 for h in n_hidden):
+        msg = f"n_hidden widths must be positive integers, got {n_hidden!r}."
+        raise ValueError(msg)
+    for name, allowed in (
+        ("alignment", ("adversarial", "mmd", "none")),
+        ("contrastive", ("auto", "supervised", "self_supervised")),
+        ("label_prior", LABEL_PRIORS),
+    ):
+        if params[name] not in allowed:
+            msg = f"{name} must be one of {allowed}, got {params[name]!r}."
+            raise ValueError(msg)
+    known = set(LossWeights().to_dict())
+    for key, value in params["loss_weights"].items():
+        if key not in known:
+            msg = f"Unknown loss weight {key!r}; known terms: {sorted(known)}."
+            raise ValueError(msg)
+        if not is_number(value) or not math.isfinite(value) or value < 0:
+            msg = f"Loss weight {key!r} must be a finite number >= 0, got {value!r}."
+            raise ValueError(msg)
+    for name in ("margin", "augmentation_noise"):
+        value = params[name]
+        if not is_number(value) or not math.isfinite(value) or value < 0:
+            msg = f"{name} must be a finite number >= 0, got {value!r}."
+            raise ValueError(msg)
+    if not is_number(params["dropout"]) or not 0 <= params["dropout"] < 1:
+        msg = f"dropout must be a number in [0, 1), got {params['dropout']!r}."
+        raise ValueError(msg)
+    if not isinstance(params["latent_batch_norm"], bool | np.bool_):
+        msg = f"latent_batch_norm must be True or False, got {params['latent_batch_norm']!r}."
+        raise TypeError(msg)
+    confidence = params["prior_confidence"]
+    if not is_number(confidence) or not 0 <= confidence <= 1:
+        msg = f"prior_confidence must be a number in [0, 1], got {confidence!r}."
+        raise ValueError(msg)
+    if not is_int(params["seed"]) or params["seed"] < 0:
+        msg = f"seed must be a non-negative integer, got {params['seed']!r}."
+        raise ValueError(msg)
+    transform = params["input_transform"]
+    for choice in [transform] if isinstance(transform, str) else transform.values():
+        if choice not in ("auto", "log1p", "none"):
+            msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
+            raise ValueError(msg)

@@ -1,0 +1,318 @@
+"""Inference of a trained model: latents, labels, cell matches and the outputs it writes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+from scvi.utils import track
+
+from . import _data
+from ._arguments import check_features
+from ._constants import MODALITIES, OUTPUT_KEYS
+from ._module import sparse_csr
+from ._neighbors import PROGRESS_MIN_BLOCKS, nearest_neighbors, one_to_one_matching
+
+if TYPE_CHECKING:
+    from mudata import MuData
+
+Modality = Literal["rna", "atac"]
+
+
+class InferenceMixin:
+    """Embeddings, predicted labels, matches and written outputs of :class:`ConAAE`."""
+
+    def _inference_matrix(self, mdata: MuData | None, modality: str):
+        if modality not in MODALITIES:
+            msg = f"modality must be 'rna' or 'atac', got {modality!r}."
+            raise ValueError(msg)
+        if mdata is None or mdata is self.mdata:
+            data = self.modalities_[modality]
+            return data.matrix, data.obs_names
+        _data.check_mudata(mdata)
+        mod_name = self.setup_.mod_name(modality)
+        adata = _data.get_modality(mdata, mod_name, modality)
+        check_features(adata, self.modalities_[modality].var_names, mod_name)
+        matrix = _data.get_matrix(adata, self.setup_.layer(modality), mod_name)
+        if self.log1p_[modality] and _data.min_value(matrix) < 0:
+            msg = (
+                f"Modality {mod_name!r} has negative values, but the model log1p-transforms "
+                "its input (it was trained on counts). Pass the same kind of values it was "
+                "trained on."
+            )
+            raise ValueError(msg)
+        return matrix, adata.obs_names
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self, mdata: MuData | None = None, modality: Modality = "rna", *, batch_size: int = 4096
+    ) -> np.ndarray:
+        """Embedding of one modality's cells in the shared latent space.
+
+        Parameters
+        ----------
+        mdata
+            MuData with the same features as the training data (default: the training data).
+        modality
+            ``"rna"`` or ``"atac"``.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        Array of shape (n_cells, n_latent).
+        """
+        matrix, _ = self._inference_matrix(mdata, modality)
+        return self._encode(matrix, modality, batch_size)
+
+    def _encode(self, matrix, modality: str, batch_size: int) -> np.ndarray:
+        self.module.eval()
+        device = self.device
+        out = np.empty((matrix.shape[0], self.module.n_latent), dtype=np.float32)
+        is_sparse = sparse.issparse(matrix)
+        if not is_sparse:
+            # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k
+            # features) never densify thousands of rows at once.
+            batch_size = max(1, min(batch_size, (1 << 24) // max(1, matrix.shape[1])))
+        starts = range(0, matrix.shape[0], batch_size)
+        with torch.inference_mode():
+            for start in track(
+                starts,
+                description=f"Encoding {modality.upper()} cells",
+                disable=len(starts) < PROGRESS_MIN_BLOCKS,
+            ):
+                rows = np.arange(start, min(start + batch_size, matrix.shape[0]))
+                if is_sparse:
+                    x = _sparse_rows(matrix, rows).to(device)
+                    z = self.module.encode_sparse(x, modality)
+                else:
+                    z = self.module.encode(_dense_rows(matrix, rows).to(device), modality)
+                out[rows] = z.cpu().numpy()
+        return out
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        mdata: MuData | None = None,
+        modality: Modality = "rna",
+        *,
+        soft: bool = False,
+        batch_size: int = 4096,
+    ) -> np.ndarray | pd.DataFrame:
+        """Predicted labels of one modality's cells, from the classifier on the latent.
+
+        Parameters
+        ----------
+        mdata
+            MuData with the training features (default: the training data).
+        modality
+            ``"rna"`` or ``"atac"``.
+        soft
+            Return class probabilities instead of labels.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        Array of shape (n_cells,) with label names, or with ``soft=True`` a DataFrame of shape
+        (n_cells, n_labels) of probabilities indexed by ``obs_names``.
+        """
+        if not self.label_categories_:
+            msg = "The model was set up without labels_key, so it cannot predict labels."
+            raise ValueError(msg)
+        matrix, obs_names = self._inference_matrix(mdata, modality)
+        z = torch.as_tensor(self._encode(matrix, modality, batch_size), device=self.device)
+        probs = torch.softmax(self.module.classify(z), dim=1).cpu().numpy()
+        if soft:
+            return pd.DataFrame(probs, index=obs_names, columns=self.label_categories_)
+        return np.asarray(self.label_categories_, dtype=object)[probs.argmax(axis=1)]
+
+    def match_cells(
+        self,
+        mdata: MuData | None = None,
+        *,
+        method: Literal["nearest", "one_to_one"] = "nearest",
+        metric: Literal["l1", "l2"] = "l1",
+    ) -> dict[str, pd.DataFrame]:
+        """Match every cell to a cell of the other modality in the latent space.
+
+        Parameters
+        ----------
+        mdata
+            MuData with the training features (default: the training data).
+        method
+            ``"nearest"``: each cell's nearest cell of the other modality (exact up to 50k x
+            50k cells, approximate beyond). ``"one_to_one"``: a one-to-one assignment with the
+            smallest total distance (equal cell numbers, at most 5,000 cells).
+        metric
+            ``"l1"`` (the paper) or ``"l2"``.
+
+        Returns
+        -------
+        ``{"rna": DataFrame, "atac": DataFrame}``, each indexed by that modality's obs_names
+        with columns ``conaae_match`` (obs_name in the other modality) and
+        ``conaae_match_distance``.
+        """
+        if method not in ("nearest", "one_to_one"):
+            msg = f"method must be 'nearest' or 'one_to_one', got {method!r}."
+            raise ValueError(msg)
+        return _match_latents(self._latents(mdata), method=method, metric=metric)
+
+    def _latents(self, mdata: MuData | None) -> dict[str, tuple[np.ndarray, pd.Index]]:
+        """Each modality's embedding and obs_names, encoded once for all the outputs."""
+        latents = {}
+        for mod in MODALITIES:
+            matrix, names = self._inference_matrix(mdata, mod)
+            latents[mod] = self._encode(matrix, mod, 4096), names
+        return latents
+
+    def _label_probabilities(self, z: np.ndarray) -> np.ndarray:
+        """Classifier probabilities, shape (n_cells, n_labels), of latent rows ``z``."""
+        with torch.inference_mode():
+            logits = self.module.classify(torch.as_tensor(z, device=self.device))
+            return torch.softmax(logits, dim=1).cpu().numpy()
+
+    def write_results(
+        self,
+        mdata: MuData | None = None,
+        *,
+        match: Literal["nearest", "one_to_one"] = "nearest",
+        metric: Literal["l1", "l2"] = "l1",
+    ) -> None:
+        """Write embeddings, predicted labels and cell matches into each modality.
+
+        Written keys, in ``mdata.mod[rna_mod]`` and ``mdata.mod[atac_mod]``, and nothing else:
+
+        - ``.obsm["X_conaae"]``: latent embedding, shape (n_cells, n_latent).
+        - ``.obs["conaae_label"]`` (categorical) and ``.obs["conaae_label_confidence"]``
+          (classifier probability of that label), when labels were registered.
+        - ``.obs["conaae_match"]``: obs_name of the matched cell of the other modality, and
+          ``.obs["conaae_match_distance"]`` its latent distance.
+
+        Parameters
+        ----------
+        mdata
+            MuData with the training features (default: the training data).
+        match
+            ``"nearest"`` or ``"one_to_one"``, see :meth:`match_cells`.
+        metric
+            Distance of the matching, ``"l1"`` (the paper) or ``"l2"``.
+        """
+        if match not in ("nearest", "one_to_one"):
+            msg = f"match must be 'nearest' or 'one_to_one', got {match!r}."
+            raise ValueError(msg)
+        target = self.mdata if mdata is None else mdata
+        latents = self._latents(mdata)
+        matches = _match_latents(latents, method=match, metric=metric)
+        for mod in MODALITIES:
+            adata = target.mod[self.setup_.mod_name(mod)]
+            z, _ = latents[mod]
+            adata.obsm[OUTPUT_KEYS.LATENT] = z
+            if self.label_categories_:
+                probs = self._label_probabilities(z)
+                adata.obs[OUTPUT_KEYS.LABEL] = pd.Categorical.from_codes(
+                    probs.argmax(axis=1), categories=self.label_categories_
+                )
+                adata.obs[OUTPUT_KEYS.LABEL_CONFIDENCE] = probs.max(axis=1).astype(np.float32)
+            adata.obs[OUTPUT_KEYS.MATCH] = matches[mod][OUTPUT_KEYS.MATCH].to_numpy()
+            adata.obs[OUTPUT_KEYS.MATCH_DISTANCE] = matches[mod][
+                OUTPUT_KEYS.MATCH_DISTANCE
+            ].to_numpy()
+
+    def get_joint_adata(self, mdata: MuData | None = None) -> ad.AnnData:
+        """One AnnData of all cells of both modalities in the shared latent space.
+
+        Ready for ``sc.pp.neighbors(joint, use_rep="X_conaae")``, ``sc.tl.umap`` and
+        ``sc.pl.umap(joint, color=["modality", ...])``.
+
+        Parameters
+        ----------
+        mdata
+            MuData with the training features (default: the training data).
+
+        Returns
+        -------
+        AnnData with ``n_rna + n_atac`` cells (obs_names prefixed ``"<modality>:"``), obs
+        columns ``modality``, ``cell`` (the original obs_name), the registered label column
+        (when present) and ``conaae_label`` (when labels were registered), and
+        ``.obsm["X_conaae"]``.
+        """
+        target = self.mdata if mdata is None else mdata
+        frames, latents = [], []
+        for mod, (z, names) in self._latents(mdata).items():
+            mod_name = self.setup_.mod_name(mod)
+            latents.append(z)
+            obs = pd.DataFrame(
+                {"modality": mod_name, "cell": np.asarray(names, dtype=str)},
+                index=[f"{mod_name}:{n}" for n in names],
+            )
+            key = self.setup_.labels_key
+            source = target.mod[mod_name].obs
+            if key is not None:
+                obs[key] = source[key].astype("object").to_numpy() if key in source else np.nan
+            if self.label_categories_:
+                obs[OUTPUT_KEYS.LABEL] = np.asarray(self.label_categories_, dtype=object)[
+                    self._label_probabilities(z).argmax(axis=1)
+                ]
+            frames.append(obs)
+        obs = pd.concat(frames)
+        obs["modality"] = pd.Categorical(
+            obs["modality"], categories=[self.setup_.rna_mod, self.setup_.atac_mod]
+        )
+        for column in (self.setup_.labels_key, OUTPUT_KEYS.LABEL):
+            if column is not None and column in obs:
+                obs[column] = pd.Categorical(
+                    obs[column].astype("object").where(obs[column].notna(), None),
+                    categories=self.label_categories_ or None,
+                )
+        joint = ad.AnnData(obs=obs)
+        joint.obsm[OUTPUT_KEYS.LATENT] = np.concatenate(latents)
+        return joint
+
+
+def _match_latents(
+    latents: dict[str, tuple[np.ndarray, pd.Index]],
+    *,
+    method: Literal["nearest", "one_to_one"],
+    metric: Literal["l1", "l2"],
+) -> dict[str, pd.DataFrame]:
+    """Each cell's match in the other modality, as returned by :meth:`ConAAE.match_cells`."""
+    out = {}
+    for mod, other in ((MODALITIES.RNA, MODALITIES.ATAC), (MODALITIES.ATAC, MODALITIES.RNA)):
+        (z, names), (z_other, names_other) = latents[mod], latents[other]
+        if method == "one_to_one":
+            idx, dist = one_to_one_matching(z, z_other, metric=metric)
+        else:
+            idx, dist = nearest_neighbors(z, z_other, k=1, metric=metric)
+            idx, dist = idx[:, 0], dist[:, 0]
+        out[mod] = pd.DataFrame(
+            {
+                OUTPUT_KEYS.MATCH: np.asarray(names_other)[idx],
+                OUTPUT_KEYS.MATCH_DISTANCE: dist.astype(np.float32),
+            },
+            index=names,
+        )
+    return out
+
+
+def _dense_rows(matrix, rows: np.ndarray) -> torch.Tensor:
+    block = matrix[rows]
+    if sparse.issparse(block):
+        block = block.toarray()
+    return torch.as_tensor(np.asarray(block, dtype=np.float32))
+
+
+def _sparse_rows(matrix, rows: np.ndarray) -> torch.Tensor:
+    """Rows of a scipy sparse matrix as a torch CSR tensor (float32, duplicates summed)."""
+    block = sparse.csr_matrix(matrix[rows], dtype=np.float32)
+    block.sum_duplicates()
+    return sparse_csr(
+        torch.from_numpy(block.indptr.astype(np.int64)),
+        torch.from_numpy(block.indices.astype(np.int64)),
+        torch.from_numpy(block.data),
+        size=block.shape,
+    )
