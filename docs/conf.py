@@ -87,9 +87,7 @@ html_theme = "sphinx_book_theme"
 html_title = "conaae-scverse"
 html_static_path: list[str] = []
 html_theme_options = {
-    "repository_url": "https://github.com/conaae-scverse/conaae-scverse",
-    "use_repository_button": True,
-    "path_to_docs": "docs/",
+    # No public repository yet: no repository button (it would link nowhere).
     "navigation_with_keys": False,
 }
 

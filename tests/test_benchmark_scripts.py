@@ -1,4 +1,7 @@
-"""Each benchmark script runs in --quick mode and writes its markdown table and JSON."""
+"""Each benchmark script runs in --quick mode and writes its markdown table and JSON.
+
+The script runs are ``slow`` tests (``nox -s slow``): each starts a process and trains.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("script", "stem", "needs_data"),
     [
@@ -25,6 +29,7 @@ DATA = ROOT / ".." / "shared" / "data"
         ("demo_seeds.py", "demo_seeds_quick", False),
         ("prior_cost.py", "prior_cost_quick", False),
         ("geometry_check.py", "geometry_check_quick", False),
+        ("unknown_types.py", "unknown_types_quick", False),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):

@@ -25,6 +25,7 @@ def _load_reproduce():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (DATA_DIR / "sci_car_a549").is_dir() or not (DATA_DIR / "snare_seq_cell_lines").is_dir(),
     reason="real datasets not found in ../shared/data",

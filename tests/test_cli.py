@@ -77,6 +77,26 @@ def test_run_without_labels_writes_no_label_keys(h5mu, tmp_path):
         assert not set(LABEL_OBS) & set(result[mod].obs.columns)
 
 
+def test_run_calls_unconfident_cells_unknown(h5mu, tmp_path):
+    out = tmp_path / "out.h5mu"
+    argv = [str(h5mu), "-o", str(out), "--labels-key", "cell_type", "--max-epochs", "1"]
+    assert main(["run", *argv, "--quiet", "--min-confidence", "1.0"]) == 0
+    for mod in ("rna", "atac"):
+        obs = md.read_h5mu(out)[mod].obs
+        assert list(obs["conaae_label"].cat.categories) == ["alpha", "beta", "unknown"]
+        below = obs["conaae_label_confidence"].to_numpy() < 1.0
+        assert below.any()
+        assert (obs["conaae_label"][below] == "unknown").all()
+
+
+def test_run_bad_min_confidence_is_one_line_and_exit_2(h5mu, tmp_path, capsys):
+    argv = [str(h5mu), "-o", str(tmp_path / "o.h5mu"), "--labels-key", "cell_type"]
+    assert main(["run", *argv, "--min-confidence", "2"]) == 2
+    line = _error_line(capsys)
+    assert "--min-confidence must be a number in (0, 1]" in line
+    assert not (tmp_path / "o.h5mu").exists()
+
+
 def test_run_missing_input_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["run", str(tmp_path / "nope.h5mu"), "-o", str(tmp_path / "out.h5mu")])
     assert code == 2
@@ -127,6 +147,7 @@ def test_usage_errors_exit_2(capsys):
     assert "--output" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the README's demo command; trains the default 500 steps
 def test_demo_writes_h5mu_umap_and_metrics(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--n-cells", "200", "--max-epochs", "2", "--output", str(out), "--quiet"]

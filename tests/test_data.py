@@ -34,7 +34,7 @@ def _snapshot(mdata: md.MuData) -> dict:
             "varm": sorted(adata.varm.keys()),
             "obsp": sorted(adata.obsp.keys()),
             "uns": sorted(adata.uns.keys()),
-            "layers": sorted(adata.layers.keys()),
+            "layers": sorted(adata.layers.keys(), key=str),
             "X_type": type(adata.X),
             "X": _dense(adata.X).copy(),
         }
@@ -54,7 +54,7 @@ def _assert_unchanged(mdata: md.MuData, snap: dict) -> None:
         assert sorted(adata.varm.keys()) == before["varm"]
         assert sorted(adata.obsp.keys()) == before["obsp"]
         assert sorted(adata.uns.keys()) == before["uns"]
-        assert sorted(adata.layers.keys()) == before["layers"]
+        assert sorted(adata.layers.keys(), key=str) == before["layers"]
         assert type(adata.X) is before["X_type"]
         np.testing.assert_array_equal(_dense(adata.X), before["X"])
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -48,10 +47,10 @@ def _model(n_cells=160):
     return mdata, ca.ConAAE(mdata, n_hidden=(32, 16), n_latent=8)
 
 
+@pytest.mark.slow
 def test_ddp_spawn_two_cpu_processes():
     mdata, model = _model()
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
-    start = time.perf_counter()
     model.train(
         max_epochs=2,
         devices=2,
@@ -60,7 +59,6 @@ def test_ddp_spawn_two_cpu_processes():
         enable_progress_bar=False,
         batch_size=32,
     )
-    assert time.perf_counter() - start < 120
     assert model.is_trained
     after = model.module.state_dict()
     changed = [not torch.equal(v, after[k]) for k, v in before.items() if v.is_floating_point()]

@@ -170,7 +170,7 @@ def _keys(adata) -> dict:
         "obsm": sorted(adata.obsm.keys()),
         "var": adata.var.copy(),
         "uns": sorted(adata.uns.keys()),
-        "layers": sorted(adata.layers.keys()),
+        "layers": sorted(adata.layers.keys(), key=str),
         "obsp": sorted(adata.obsp.keys()),
         "X": adata.X.copy(),
         "obs_frame": adata.obs.copy(),
@@ -192,7 +192,7 @@ def test_write_results_writes_exactly_the_documented_keys(unpaired_mdata, labels
         pd.testing.assert_frame_equal(adata.obs[old["obs"]], old["obs_frame"])
         pd.testing.assert_frame_equal(adata.var, old["var"])
         assert sorted(adata.uns.keys()) == old["uns"]
-        assert sorted(adata.layers.keys()) == old["layers"]
+        assert sorted(adata.layers.keys(), key=str) == old["layers"]
         assert sorted(adata.obsp.keys()) == old["obsp"]
         assert (adata.X != old["X"]).nnz == 0
         assert adata.obsm[OUTPUT_KEYS.LATENT].shape == (adata.n_obs, 4)
@@ -241,6 +241,41 @@ def test_predict_shapes(unpaired_model, unpaired_mdata):
     )
     with pytest.raises(ValueError, match="modality must be 'rna' or 'atac'"):
         unpaired_model.get_latent_representation(modality="protein")
+
+
+def test_unknown_call_below_min_confidence(unpaired_model, unpaired_mdata):
+    soft = unpaired_model.predict(modality="atac", soft=True)
+    confidence = soft.max(axis=1).to_numpy()
+    # A cut between observed confidences, so both calls occur whatever the training reached.
+    cut = float(np.median(confidence)) + 1e-6
+    called = unpaired_model.predict(modality="atac", min_confidence=cut, unknown_label="novel")
+    below = confidence < cut
+    assert below.any() and (~below).any()
+    assert (called[below] == "novel").all()
+    np.testing.assert_array_equal(called[~below], soft.idxmax(axis=1).to_numpy()[~below])
+    unpaired_model.write_results(min_confidence=cut, unknown_label="novel")
+    written = unpaired_mdata.mod["atac"].obs[OUTPUT_KEYS.LABEL]
+    assert list(written.cat.categories) == ["alpha", "beta", "novel"]
+    np.testing.assert_array_equal(written.astype(str).to_numpy(), called.astype(str))
+    # min_confidence=None labels every cell, as before
+    assert set(unpaired_model.predict(modality="atac")) <= {"alpha", "beta"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"min_confidence": 0}, ValueError, r"min_confidence must be a number in \(0, 1\]"),
+        ({"min_confidence": 1.5}, ValueError, "min_confidence must be"),
+        ({"min_confidence": "high"}, ValueError, "min_confidence must be"),
+        ({"min_confidence": 0.5, "unknown_label": "alpha"}, ValueError, "is one of the label"),
+        ({"min_confidence": 0.5, "unknown_label": ""}, TypeError, "non-empty string"),
+    ],
+)
+def test_unknown_call_rejects_bad_arguments(unpaired_model, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        unpaired_model.predict(modality="atac", **kwargs)
+    with pytest.raises(error, match=match):
+        unpaired_model.write_results(**kwargs)
 
 
 def test_new_data_with_same_features(unpaired_model, make_mudata):

@@ -3,7 +3,8 @@
 The notebooks read the real datasets from ``CONAAE_DATA_DIR``; the tests point it at the
 project's ``../shared/data`` (or keep a value already set) and skip when the data are not
 there (the tutorials would otherwise download them). Each notebook runs in about a minute on
-two CPU cores (short ``max_epochs``); set ``CONAAE_SKIP_TUTORIALS=1`` to skip them.
+two CPU cores (short ``max_epochs``); set ``CONAAE_SKIP_TUTORIALS=1`` to skip them. They are
+``slow`` tests: ``nox -s slow`` (and the docs build) runs them, the default run does not.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def test_notebook_is_stored_without_outputs(path):
             assert cell.execution_count is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
     if os.environ.get("CONAAE_SKIP_TUTORIALS") == "1":

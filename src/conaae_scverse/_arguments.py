@@ -157,3 +157,21 @@ def validate_hyperparameters(params: dict[str, Any]) -> None:
         if choice not in ("auto", "log1p", "none"):
             msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
             raise ValueError(msg)
+
+
+def check_unknown_call(min_confidence: Any, unknown_label: Any, categories: Sequence[str]) -> None:
+    """``min_confidence`` in (0, 1] or None, and an ``unknown_label`` that is not a label."""
+    if min_confidence is None:
+        return
+    if not is_number(min_confidence) or not 0 < min_confidence <= 1:
+        msg = f"min_confidence must be a number in (0, 1] or None, got {min_confidence!r}."
+        raise ValueError(msg)
+    if not isinstance(unknown_label, str) or not unknown_label:
+        msg = f"unknown_label must be a non-empty string, got {unknown_label!r}."
+        raise TypeError(msg)
+    if unknown_label in set(map(str, categories)):
+        msg = (
+            f"unknown_label {unknown_label!r} is one of the label categories; pick a name "
+            "that is not a cell type, e.g. unknown_label='unassigned'."
+        )
+        raise ValueError(msg)

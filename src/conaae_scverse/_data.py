@@ -200,6 +200,11 @@ def get_modality(mdata: MuData, mod_name: str, role: str) -> ad.AnnData:
     return adata
 
 
+def layer_names(adata: ad.AnnData) -> list[str]:
+    """Names of the layers of ``adata``; anndata >= 0.13 also lists ``X`` as the layer None."""
+    return [name for name in adata.layers if name is not None]
+
+
 def get_matrix(
     adata: ad.AnnData, layer: str | None, mod_name: str
 ) -> np.ndarray | sparse.spmatrix:
@@ -214,7 +219,7 @@ def get_matrix(
         if layer not in adata.layers:
             msg = (
                 f"Layer {layer!r} is not in modality {mod_name!r}; available layers: "
-                f"{list(adata.layers)}. Pass one of these, or None to use `.X`."
+                f"{layer_names(adata)}. Pass one of these, or None to use `.X`."
             )
             raise KeyError(msg)
         matrix = adata.layers[layer]

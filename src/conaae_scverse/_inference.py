@@ -12,7 +12,7 @@ from scipy import sparse
 from scvi.utils import track
 
 from . import _data
-from ._arguments import check_features
+from ._arguments import check_features, check_unknown_call
 from ._constants import MODALITIES, OUTPUT_KEYS
 from ._module import sparse_csr
 from ._neighbors import PROGRESS_MIN_BLOCKS, nearest_neighbors, one_to_one_matching
@@ -101,6 +101,8 @@ class InferenceMixin:
         modality: Modality = "rna",
         *,
         soft: bool = False,
+        min_confidence: float | None = None,
+        unknown_label: str = "unknown",
         batch_size: int = 4096,
     ) -> np.ndarray | pd.DataFrame:
         """Predicted labels of one modality's cells, from the classifier on the latent.
@@ -113,6 +115,14 @@ class InferenceMixin:
             ``"rna"`` or ``"atac"``.
         soft
             Return class probabilities instead of labels.
+        min_confidence
+            Call cells whose largest class probability is below this value ``unknown_label``
+            instead of their most likely label, e.g. ``0.5`` (Seurat's and CellTypist's
+            convention). The reference may lack some of the query's cell types; such cells
+            tend to get lower confidence, but not always: see the Limits in the docs and
+            ``benchmarks/unknown_types.py``. ``None`` (default) labels every cell.
+        unknown_label
+            Name of the "unknown" call; must not be one of the label categories.
         batch_size
             Cells per forward pass.
 
@@ -124,12 +134,14 @@ class InferenceMixin:
         if not self.label_categories_:
             msg = "The model was set up without labels_key, so it cannot predict labels."
             raise ValueError(msg)
+        check_unknown_call(min_confidence, unknown_label, self.label_categories_)
         matrix, obs_names = self._inference_matrix(mdata, modality)
         z = torch.as_tensor(self._encode(matrix, modality, batch_size), device=self.device)
         probs = torch.softmax(self.module.classify(z), dim=1).cpu().numpy()
         if soft:
             return pd.DataFrame(probs, index=obs_names, columns=self.label_categories_)
-        return np.asarray(self.label_categories_, dtype=object)[probs.argmax(axis=1)]
+        labels = self._labels_from(probs, min_confidence, unknown_label)
+        return np.asarray(labels.astype(object))
 
     def match_cells(
         self,
@@ -170,6 +182,17 @@ class InferenceMixin:
             latents[mod] = self._encode(matrix, mod, 4096), names
         return latents
 
+    def _labels_from(
+        self, probs: np.ndarray, min_confidence: float | None, unknown_label: str
+    ) -> pd.Categorical:
+        """Most likely label of each row of ``probs``; ``unknown_label`` where not confident."""
+        codes = probs.argmax(axis=1)
+        categories = list(self.label_categories_)
+        if min_confidence is not None:
+            categories.append(unknown_label)
+            codes = np.where(probs.max(axis=1) < min_confidence, len(categories) - 1, codes)
+        return pd.Categorical.from_codes(codes, categories=categories)
+
     def _label_probabilities(self, z: np.ndarray) -> np.ndarray:
         """Classifier probabilities, shape (n_cells, n_labels), of latent rows ``z``."""
         with torch.inference_mode():
@@ -182,6 +205,8 @@ class InferenceMixin:
         *,
         match: Literal["nearest", "one_to_one"] = "nearest",
         metric: Literal["l1", "l2"] = "l1",
+        min_confidence: float | None = None,
+        unknown_label: str = "unknown",
     ) -> None:
         """Write embeddings, predicted labels and cell matches into each modality.
 
@@ -201,10 +226,14 @@ class InferenceMixin:
             ``"nearest"`` or ``"one_to_one"``, see :meth:`match_cells`.
         metric
             Distance of the matching, ``"l1"`` (the paper) or ``"l2"``.
+        min_confidence, unknown_label
+            Label cells below this confidence ``unknown_label``, see :meth:`predict`.
         """
         if match not in ("nearest", "one_to_one"):
             msg = f"match must be 'nearest' or 'one_to_one', got {match!r}."
             raise ValueError(msg)
+        if self.label_categories_:
+            check_unknown_call(min_confidence, unknown_label, self.label_categories_)
         target = self.mdata if mdata is None else mdata
         latents = self._latents(mdata)
         matches = _match_latents(latents, method=match, metric=metric)
@@ -214,8 +243,8 @@ class InferenceMixin:
             adata.obsm[OUTPUT_KEYS.LATENT] = z
             if self.label_categories_:
                 probs = self._label_probabilities(z)
-                adata.obs[OUTPUT_KEYS.LABEL] = pd.Categorical.from_codes(
-                    probs.argmax(axis=1), categories=self.label_categories_
+                adata.obs[OUTPUT_KEYS.LABEL] = self._labels_from(
+                    probs, min_confidence, unknown_label
                 )
                 adata.obs[OUTPUT_KEYS.LABEL_CONFIDENCE] = probs.max(axis=1).astype(np.float32)
             adata.obs[OUTPUT_KEYS.MATCH] = matches[mod][OUTPUT_KEYS.MATCH].to_numpy()

@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
         "populations of an unlabelled modality apart (optional)",
     )
     run.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="P",
+        help="label cells whose label probability is below P 'unknown' (e.g. 0.5; "
+        "default: label every cell)",
+    )
+    run.add_argument(
         "--max-epochs", type=int, default=None, help="training epochs (default: auto)"
     )
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -68,6 +76,7 @@ def _run(args: argparse.Namespace) -> dict:
     import mudata
 
     from . import ConAAE
+    from ._arguments import check_unknown_call
 
     source, target = Path(args.input), Path(args.output)
     if not source.is_file():
@@ -93,10 +102,12 @@ def _run(args: argparse.Namespace) -> dict:
         gene_links=links,
     )
     model = ConAAE(mdata, seed=args.seed)
+    if model.label_categories_:
+        check_unknown_call(args.min_confidence, "unknown", model.label_categories_)
     start = time.perf_counter()
     model.train(args.max_epochs, enable_progress_bar=not args.quiet)
     seconds = time.perf_counter() - start
-    model.write_results()
+    model.write_results(min_confidence=args.min_confidence)
     mdata.write_h5mu(target)
     if args.save_model:
         model.save(args.save_model, overwrite=args.overwrite)
@@ -165,9 +176,9 @@ def _quiet_dependencies() -> None:
     """Keep the terminal to the progress bar and the report: no banners or library notices."""
     import warnings
 
-    import mudata
+    from ._compat import disable_mudata_pull
 
-    mudata.set_options(pull_on_update=False)  # mudata's coming default; silences its notice
+    disable_mudata_pull()  # mudata's new default; silences its notice
     for name in ("lightning.pytorch", "lightning.fabric", "scvi"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Notices about Lightning's own internals or logging cadence, not about the user's data.
@@ -181,6 +192,7 @@ _ARGUMENT_TO_OPTION = {
     **{f"`{role}_mod=`": f"--{role}-mod" for role in ("rna", "atac")},
     "pass labels_key=None": "leave out --labels-key",
     "rna_layer=": "--rna-layer ",
+    "min_confidence must be": "--min-confidence must be",
 }
 
 

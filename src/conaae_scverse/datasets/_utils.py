@@ -5,6 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import mudata as md
 
+from .._compat import mudata_without_pull
 from .._constants import MODALITIES
 
 
@@ -25,7 +26,7 @@ def build_mudata(rna: ad.AnnData, atac: ad.AnnData, provenance: dict[str, str]) 
     MuData whose ``mod["rna"]`` and ``mod["atac"]`` are ``rna`` and ``atac`` themselves.
     The global ``obs`` holds no copies of the modalities' columns.
     """
-    with md.set_options(pull_on_update=False):
+    with mudata_without_pull():
         mdata = md.MuData({MODALITIES.RNA: rna, MODALITIES.ATAC: atac})
     mdata.uns["dataset"] = {key: str(value) for key, value in provenance.items()}
     return mdata

@@ -14,6 +14,7 @@ import pandas as pd
 import pyranges as pr
 from scipy import sparse as sp
 
+from .._data import layer_names
 from ._annotation import chrom_key, read_gene_annotation
 from ._peaks import read_peak_coordinates
 
@@ -240,7 +241,7 @@ def gene_activity(
     else:
         msg = (
             f"layer={layer!r} is not a layer of the ATAC AnnData (layers: "
-            f"{list(adata_atac.layers)}). Pass one of those, or layer=None for X."
+            f"{layer_names(adata_atac)}). Pass one of those, or layer=None for X."
         )
         raise KeyError(msg)
     if counts is None:

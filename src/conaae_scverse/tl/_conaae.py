@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._arguments import check_unknown_call
 from .._model import ConAAE
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ def conaae(
     gene_links: AnnData | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     match: Literal["nearest", "one_to_one"] = "nearest",
+    min_confidence: float | None = None,
     **train_kwargs: Any,
 ) -> ConAAE:
     """Set up, train and write the results of a :class:`~conaae_scverse.ConAAE` in one call.
@@ -49,6 +51,9 @@ def conaae(
         Hyperparameters of :class:`~conaae_scverse.ConAAE` (e.g. ``n_latent``).
     match
         Cell matching method, ``"nearest"`` or ``"one_to_one"``.
+    min_confidence
+        Label cells whose label probability is below this value ``"unknown"`` (e.g. ``0.5``),
+        see :meth:`~conaae_scverse.ConAAE.predict`; ``None`` labels every cell.
     **train_kwargs
         Arguments of :meth:`~conaae_scverse.ConAAE.train` (e.g. ``max_epochs``).
 
@@ -74,6 +79,9 @@ def conaae(
         gene_links=gene_links,
     )
     model = ConAAE(mdata, **dict(model_kwargs or {}))
+    if model.label_categories_:
+        # Before training, so a bad value costs nothing.
+        check_unknown_call(min_confidence, "unknown", model.label_categories_)
     model.train(**train_kwargs)
-    model.write_results(match=match)
+    model.write_results(match=match, min_confidence=min_confidence)
     return model
