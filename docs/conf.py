@@ -91,17 +91,3 @@ html_theme_options = {
     "navigation_with_keys": False,
 }
 
-
-def _hide_private_parameters(function) -> None:
-    """Leave private keyword arguments (``_registry``, for ``ConAAE.load``) out of the docs."""
-    import inspect
-
-    signature = inspect.signature(function)
-    public = [p for p in signature.parameters.values() if not p.name.startswith("_")]
-    function.__signature__ = signature.replace(parameters=public)
-
-
-def setup(app):
-    import conaae_scverse
-
-    _hide_private_parameters(conaae_scverse.ConAAE.__init__)

@@ -227,6 +227,33 @@ def test_written_results_are_consistent(unpaired_model, unpaired_mdata):
         assert ((confidence >= 0.5) & (confidence <= 1)).all()
 
 
+def test_outputs_encode_the_training_data_once_until_training(unpaired_mdata, monkeypatch):
+    model = _trained(unpaired_mdata, labels_key="cell_type")
+    calls = []
+    encode = model._encode
+    monkeypatch.setattr(
+        model, "_encode", lambda matrix, mod, size: calls.append(mod) or encode(matrix, mod, size)
+    )
+    model.write_results()
+    model.match_cells()
+    model.get_joint_adata()
+    z = model.get_latent_representation(modality="rna")
+    assert sorted(calls) == ["atac", "rna"]
+    z[:] = 0  # callers get copies: the cache is not theirs to change
+    written = unpaired_mdata.mod["rna"].obsm["X_conaae"]
+    written[:] = 1
+    np.testing.assert_array_equal(
+        model.get_latent_representation(modality="rna"), encode(*_rna_input(model))
+    )
+    model.train(max_epochs=1, enable_progress_bar=False)
+    model.get_latent_representation(modality="rna")
+    assert sorted(calls) == ["atac", "atac", "rna", "rna"]
+
+
+def _rna_input(model):
+    return model.modalities_["rna"].matrix, "rna", 4096
+
+
 def test_predict_shapes(unpaired_model, unpaired_mdata):
     hard = unpaired_model.predict(modality="atac")
     assert hard.shape == (36,)

@@ -67,9 +67,9 @@ def test_k_larger_than_reference():
 
 
 def test_unknown_metric():
-    with pytest.raises(ValueError, match="metric must be 'l1' or 'l2'"):
+    with pytest.raises(ValueError, match=r"metric must be 'l1' \(Manhattan\) or 'l2'"):
         nearest_neighbors(np.zeros((2, 2)), np.zeros((2, 2)), metric="cosine")
-    with pytest.raises(ValueError, match="metric must be 'l1' or 'l2'"):
+    with pytest.raises(ValueError, match=r"metric must be 'l1' \(Manhattan\) or 'l2'"):
         one_to_one_matching(np.zeros((2, 2)), np.zeros((2, 2)), metric="cosine")
 
 

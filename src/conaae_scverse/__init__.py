@@ -8,7 +8,8 @@ from . import datasets, metrics, pl, pp, tl
 from ._constants import LOSS_KEYS, OUTPUT_KEYS, REGISTRY_KEYS, TRUE_PARTNER_KEY
 from ._model import ConAAE
 from ._module import ConAAEModule, LossWeights
-from ._training_plan import ConAAETrainingPlan
+from ._persistence import ModelFileError
+from ._training_plan import ConAAETrainingPlan, NonFiniteLossError
 
 try:
     __version__ = version("conaae-scverse")
@@ -24,6 +25,8 @@ __all__ = [
     "ConAAEModule",
     "ConAAETrainingPlan",
     "LossWeights",
+    "ModelFileError",
+    "NonFiniteLossError",
     "__version__",
     "datasets",
     "metrics",

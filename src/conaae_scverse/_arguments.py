@@ -1,8 +1,7 @@
-"""Checks of the model's hyperparameters and of the data handed to a trained model."""
+"""Checks of arguments: training and inference options, data handed to a trained model."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,9 +10,6 @@ import numpy as np
 import pandas as pd
 
 from . import _data
-from ._module import LossWeights
-
-LABEL_PRIORS = ("auto", "links", "ot", "none")
 
 
 def check_features(adata: ad.AnnData, var_names: Sequence[str], mod_name: str) -> None:
@@ -76,19 +72,6 @@ def is_number(value: Any) -> bool:
     )
 
 
-def normalize_hidden(n_hidden: Any) -> str | list[int]:
-    """``n_hidden`` as ``"paper"`` or a list of ints, with a clear error for anything else."""
-    if isinstance(n_hidden, str):
-        return n_hidden  # checked in _validate_hyperparameters
-    if not isinstance(n_hidden, Sequence | np.ndarray) or not all(is_int(h) for h in n_hidden):
-        msg = (
-            f"n_hidden must be a sequence of positive integers (e.g. [256, 128]) or 'paper', "
-            f"got {n_hidden!r}."
-        )
-        raise TypeError(msg)
-    return [int(h) for h in n_hidden]
-
-
 def normalize_mapping(name: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
@@ -103,60 +86,6 @@ def check_count(name: str, value: Any, minimum: int) -> None:
     if not is_int(value) or value < minimum:
         msg = f"{name} must be an integer >= {minimum}, got {value!r}."
         raise ValueError(msg)
-
-
-def validate_hyperparameters(params: dict[str, Any]) -> None:
-    n_latent = params["n_latent"]
-    if not isinstance(n_latent, int | np.integer) or isinstance(n_latent, bool) or n_latent < 1:
-        msg = f"n_latent must be a positive integer, got {n_latent!r}."
-        raise ValueError(msg)
-    n_hidden = params["n_hidden"]
-    if isinstance(n_hidden, str):
-        if n_hidden != "paper":
-            msg = f"n_hidden must be a sequence of positive integers or 'paper', got {n_hidden!r}."
-            raise ValueError(msg)
-    elif any(h < 1 for h in n_hidden):
-        msg = f"n_hidden widths must be positive integers, got {n_hidden!r}."
-        raise ValueError(msg)
-    for name, allowed in (
-        ("alignment", ("adversarial", "mmd", "none")),
-        ("contrastive", ("auto", "supervised", "self_supervised")),
-        ("label_prior", LABEL_PRIORS),
-    ):
-        if params[name] not in allowed:
-            msg = f"{name} must be one of {allowed}, got {params[name]!r}."
-            raise ValueError(msg)
-    known = set(LossWeights().to_dict())
-    for key, value in params["loss_weights"].items():
-        if key not in known:
-            msg = f"Unknown loss weight {key!r}; known terms: {sorted(known)}."
-            raise ValueError(msg)
-        if not is_number(value) or not math.isfinite(value) or value < 0:
-            msg = f"Loss weight {key!r} must be a finite number >= 0, got {value!r}."
-            raise ValueError(msg)
-    for name in ("margin", "augmentation_noise"):
-        value = params[name]
-        if not is_number(value) or not math.isfinite(value) or value < 0:
-            msg = f"{name} must be a finite number >= 0, got {value!r}."
-            raise ValueError(msg)
-    if not is_number(params["dropout"]) or not 0 <= params["dropout"] < 1:
-        msg = f"dropout must be a number in [0, 1), got {params['dropout']!r}."
-        raise ValueError(msg)
-    if not isinstance(params["latent_batch_norm"], bool | np.bool_):
-        msg = f"latent_batch_norm must be True or False, got {params['latent_batch_norm']!r}."
-        raise TypeError(msg)
-    confidence = params["prior_confidence"]
-    if not is_number(confidence) or not 0 <= confidence <= 1:
-        msg = f"prior_confidence must be a number in [0, 1], got {confidence!r}."
-        raise ValueError(msg)
-    if not is_int(params["seed"]) or params["seed"] < 0:
-        msg = f"seed must be a non-negative integer, got {params['seed']!r}."
-        raise ValueError(msg)
-    transform = params["input_transform"]
-    for choice in [transform] if isinstance(transform, str) else transform.values():
-        if choice not in ("auto", "log1p", "none"):
-            msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
-            raise ValueError(msg)
 
 
 def check_unknown_call(min_confidence: Any, unknown_label: Any, categories: Sequence[str]) -> None:

@@ -147,8 +147,7 @@ def check_gene_links(links: Any, rna: ad.AnnData, atac: ad.AnnData, atac_mod: st
     )
 
 
-def check_mudata(mdata: Any) -> None:
-    """Fail on anything that is not an in-memory MuData."""
+def _check_is_mudata(mdata: Any) -> None:
     from mudata import MuData
 
     if not isinstance(mdata, MuData):
@@ -157,6 +156,11 @@ def check_mudata(mdata: Any) -> None:
             "`mudata.MuData({'rna': adata_rna, 'atac': adata_atac})`."
         )
         raise TypeError(msg)
+
+
+def check_mudata(mdata: Any) -> None:
+    """Fail on anything that is not an in-memory MuData."""
+    _check_is_mudata(mdata)
     if getattr(mdata, "isbacked", False) or any(
         getattr(m, "isbacked", False) for m in mdata.mod.values()
     ):
@@ -167,8 +171,16 @@ def check_mudata(mdata: Any) -> None:
         raise ValueError(msg)
 
 
-def get_modality(mdata: MuData, mod_name: str, role: str) -> ad.AnnData:
-    """Return the AnnData of modality ``mod_name``; fail clearly if it is missing or empty."""
+def get_modality(
+    mdata: MuData, mod_name: str, role: str, *, needs_features: bool = True
+) -> ad.AnnData:
+    """Return the AnnData of modality ``mod_name``; fail clearly if it is missing or empty.
+
+    ``role`` (``"rna"`` or ``"atac"``) names the argument in errors: ``rna_mod``/``atac_mod``.
+    ``needs_features=False`` (the metrics, which read only obs and obsm) skips the checks of
+    the modality's shape and of unique names.
+    """
+    _check_is_mudata(mdata)
     if not isinstance(mod_name, str):
         msg = f"`{role}_mod` must be a string naming a modality, got {mod_name!r}."
         raise TypeError(msg)
@@ -179,6 +191,8 @@ def get_modality(mdata: MuData, mod_name: str, role: str) -> ad.AnnData:
         )
         raise KeyError(msg)
     adata = mdata.mod[mod_name]
+    if not needs_features:
+        return adata
     if adata.n_obs == 0 or adata.n_vars == 0:
         msg = (
             f"Modality {mod_name!r} has shape {adata.shape}: it needs at least one cell and one "
@@ -334,13 +348,36 @@ def label_codes(adata: ad.AnnData, labels_key: str | None, categories: list[str]
     return codes
 
 
+def partner_indices(
+    rna: ad.AnnData, atac: ad.AnnData, column: str | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Row indices of known (RNA, ATAC) pairs, and the partner names not found in ``atac``.
+
+    ``column``: an RNA obs column naming each RNA cell's ATAC partner (NaN if none); ``None``
+    pairs cells with equal obs_names (unmatched names are then no partners, not missing ones).
+    """
+    atac_names = pd.Index(atac.obs_names)
+    if column is None:
+        atac_index = atac_names.get_indexer(pd.Index(rna.obs_names))
+        rna_index = np.arange(rna.n_obs)
+        missing: list[str] = []
+    else:
+        partners = rna.obs[column]
+        known = partners.notna().to_numpy()
+        rna_index = np.flatnonzero(known)
+        names = partners[known].astype(str).to_numpy()
+        atac_index = atac_names.get_indexer(names)
+        missing = names[atac_index < 0].tolist()
+    found = atac_index >= 0
+    return rna_index[found].astype(np.int64), atac_index[found].astype(np.int64), missing
+
+
 def anchor_pairs(
     rna: ad.AnnData, atac: ad.AnnData, anchor_key: str, rna_mod: str, atac_mod: str
 ) -> np.ndarray:
     """Known (rna_index, atac_index) pairs, of shape (n_pairs, 2), for the anchor loss."""
     if anchor_key == ANCHOR_BY_OBS_NAMES:
-        atac_index = pd.Index(atac.obs_names).get_indexer(rna.obs_names)
-        rna_index = np.arange(rna.n_obs)
+        rna_index, atac_index, _ = partner_indices(rna, atac)
         where = "shared obs_names"
     else:
         if anchor_key not in rna.obs:
@@ -351,13 +388,9 @@ def anchor_pairs(
                 "equal obs_names."
             )
             raise KeyError(msg)
-        partners = rna.obs[anchor_key]
-        known = partners.notna().to_numpy()
-        rna_index = np.flatnonzero(known)
-        atac_index = pd.Index(atac.obs_names).get_indexer(partners[known].astype(str))
+        rna_index, atac_index, _ = partner_indices(rna, atac, anchor_key)
         where = f"column {anchor_key!r}"
-    found = atac_index >= 0
-    pairs = np.stack([rna_index[found], atac_index[found]], axis=1).astype(np.int64)
+    pairs = np.stack([rna_index, atac_index], axis=1)
     if len(pairs) == 0:
         msg = (
             f"Anchor mode found no known pairs between {rna_mod!r} and {atac_mod!r} via {where}. "

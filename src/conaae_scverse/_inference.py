@@ -66,6 +66,9 @@ class InferenceMixin:
         -------
         Array of shape (n_cells, n_latent).
         """
+        if (mdata is None or mdata is self.mdata) and modality in MODALITIES:
+            z, _ = self._latents(None)[modality]
+            return z.copy()
         matrix, _ = self._inference_matrix(mdata, modality)
         return self._encode(matrix, modality, batch_size)
 
@@ -175,11 +178,22 @@ class InferenceMixin:
         return _match_latents(self._latents(mdata), method=method, metric=metric)
 
     def _latents(self, mdata: MuData | None) -> dict[str, tuple[np.ndarray, pd.Index]]:
-        """Each modality's embedding and obs_names, encoded once for all the outputs."""
+        """Each modality's embedding and obs_names, encoded once for all the outputs.
+
+        The training data's embeddings are kept until the weights change (training or
+        loading), so writing results, matching and the joint AnnData encode them once.
+        Callers must not modify the arrays in place.
+        """
+        own = mdata is None or mdata is self.mdata
+        cached = getattr(self, "_latent_cache", None)
+        if own and cached is not None and cached[0] == self.n_train_calls_:
+            return cached[1]
         latents = {}
         for mod in MODALITIES:
             matrix, names = self._inference_matrix(mdata, mod)
             latents[mod] = self._encode(matrix, mod, 4096), names
+        if own:
+            self._latent_cache = (self.n_train_calls_, latents)
         return latents
 
     def _labels_from(
@@ -240,7 +254,7 @@ class InferenceMixin:
         for mod in MODALITIES:
             adata = target.mod[self.setup_.mod_name(mod)]
             z, _ = latents[mod]
-            adata.obsm[OUTPUT_KEYS.LATENT] = z
+            adata.obsm[OUTPUT_KEYS.LATENT] = z.copy()  # the cache stays the model's own
             if self.label_categories_:
                 probs = self._label_probabilities(z)
                 adata.obs[OUTPUT_KEYS.LABEL] = self._labels_from(

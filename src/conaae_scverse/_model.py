@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import anndata as ad
 import numpy as np
@@ -13,14 +13,10 @@ import pandas as pd
 import torch
 
 from . import _data, _persistence
-from ._arguments import (
-    check_features,
-    normalize_hidden,
-    normalize_mapping,
-    resolve_log1p,
-    validate_hyperparameters,
-)
+from ._arguments import check_features, resolve_log1p
+from ._compat import parse_device_args
 from ._constants import MODALITIES
+from ._hyperparameters import DEFAULT_HIDDEN, Hyperparameters
 from ._inference import InferenceMixin
 from ._label_prior import LabelPrior, pseudo_label_unlabelled
 from ._module import ConAAEModule, LossWeights
@@ -32,7 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 InputTransform = Literal["auto", "log1p", "none"]
-_DEFAULT_HIDDEN = (256, 128)
 
 
 class ConAAE(TrainingMixin, InferenceMixin):
@@ -118,7 +113,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
         mdata: MuData,
         *,
         n_latent: int = 50,
-        n_hidden: Sequence[int] | Literal["paper"] = _DEFAULT_HIDDEN,
+        n_hidden: Sequence[int] | Literal["paper"] = DEFAULT_HIDDEN,
         alignment: Literal["adversarial", "mmd", "none"] = "adversarial",
         contrastive: Literal["auto", "supervised", "self_supervised"] = "auto",
         loss_weights: Mapping[str, float] | None = None,
@@ -130,28 +125,42 @@ class ConAAE(TrainingMixin, InferenceMixin):
         label_prior: Literal["auto", "links", "ot", "none"] = "auto",
         prior_confidence: float = 0.8,
         seed: int = 0,
-        _registry: Mapping[str, Any] | None = None,
     ):
-        self.init_params_ = {
-            "n_latent": n_latent,
-            "n_hidden": normalize_hidden(n_hidden),
-            "alignment": alignment,
-            "contrastive": contrastive,
-            "loss_weights": normalize_mapping("loss_weights", loss_weights),
-            "margin": margin,
-            "augmentation_noise": augmentation_noise,
-            "latent_batch_norm": latent_batch_norm,
-            "dropout": dropout,
-            "input_transform": (
-                input_transform
-                if isinstance(input_transform, str)
-                else normalize_mapping("input_transform", input_transform)
-            ),
-            "label_prior": label_prior,
-            "prior_confidence": prior_confidence,
-            "seed": seed,
-        }
-        validate_hyperparameters(self.init_params_)
+        hyperparameters = Hyperparameters(
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            alignment=alignment,
+            contrastive=contrastive,
+            loss_weights=loss_weights,
+            margin=margin,
+            augmentation_noise=augmentation_noise,
+            latent_batch_norm=latent_batch_norm,
+            dropout=dropout,
+            input_transform=input_transform,
+            label_prior=label_prior,
+            prior_confidence=prior_confidence,
+            seed=seed,
+        )
+        self._build(mdata, hyperparameters)
+
+    @classmethod
+    def _restore(cls, mdata: MuData, saved: _persistence.SavedModel) -> ConAAE:
+        """Rebuild a saved model (settings and weights) without running ``__init__``."""
+        model = cls.__new__(cls)
+        model._build(mdata, saved.hyperparameters, saved)
+        return model
+
+    def _build(
+        self,
+        mdata: MuData,
+        hyperparameters: Hyperparameters,
+        saved: _persistence.SavedModel | None = None,
+    ) -> None:
+        """Register the data and build the networks; ``saved``: restore what was saved."""
+        self.hyperparameters_ = hyperparameters
+        params = hyperparameters
+        input_transform = params.input_transform
+        registry = None if saved is None else saved.settings
         _data.check_mudata(mdata)
         setup = _data.recall_setup(mdata)
         if setup is None:
@@ -180,7 +189,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
             mod: _data.get_matrix(adatas[mod], setup.layer(mod), setup.mod_name(mod))
             for mod in MODALITIES
         }
-        if _registry is None:
+        if registry is None:
             categories = (
                 _data.label_categories(
                     {setup.mod_name(m): a for m, a in adatas.items()}, setup.labels_key
@@ -193,10 +202,10 @@ class ConAAE(TrainingMixin, InferenceMixin):
                 for mod in MODALITIES
             }
         else:
-            categories = list(_registry["label_categories"])
-            log1p = dict(_registry["log1p"])
+            categories = list(registry["label_categories"])
+            log1p = dict(registry["log1p"])
             for mod in MODALITIES:
-                check_features(adatas[mod], _registry["var_names"][mod], setup.mod_name(mod))
+                check_features(adatas[mod], registry["var_names"][mod], setup.mod_name(mod))
         self.label_categories_ = categories
         self.log1p_ = log1p
 
@@ -207,17 +216,17 @@ class ConAAE(TrainingMixin, InferenceMixin):
         # the prior only steers training, and is not saved).
         self.label_prior_: LabelPrior | None = None
         self.prior_modality_: str | None = None
-        if _registry is None and setup.anchor_key is None:
+        if registry is None and setup.anchor_key is None:
             self.label_prior_, self.prior_modality_ = pseudo_label_unlabelled(
-                label_prior,
+                params.label_prior,
                 matrices,
                 codes,
                 n_labels=len(categories),
                 log1p=log1p,
                 gene_links=_data.recall_gene_links(mdata),
                 rna_var_names=adatas[MODALITIES.RNA].var_names,
-                min_confidence=prior_confidence,
-                seed=seed,
+                min_confidence=params.prior_confidence,
+                seed=params.seed,
             )
         self.modalities_: dict[str, _data.ModalityData] = {
             mod: _data.build_modality(mod, adatas[mod], matrices[mod], codes[mod])
@@ -234,10 +243,10 @@ class ConAAE(TrainingMixin, InferenceMixin):
             if setup.anchor_key is not None
             else None
         )
-        contrastive_mode = contrastive
-        if contrastive == "auto":
+        contrastive_mode = params.contrastive
+        if params.contrastive == "auto":
             contrastive_mode = "supervised" if categories else "self_supervised"
-        weights = LossWeights(**{**LossWeights().to_dict(), **(loss_weights or {})})
+        weights = LossWeights(**{**LossWeights().to_dict(), **(params.loss_weights or {})})
         if contrastive_mode == "supervised":
             if not categories:
                 msg = (
@@ -257,31 +266,31 @@ class ConAAE(TrainingMixin, InferenceMixin):
         hidden = {
             mod: (
                 [self.modalities_[mod].n_vars] * 3 + [100]
-                if n_hidden == "paper"
-                else list(self.init_params_["n_hidden"])
+                if params.n_hidden == "paper"
+                else list(params.n_hidden)
             )
             for mod in MODALITIES
         }
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(params.seed)
             self.module = ConAAEModule(
                 self.modalities_[MODALITIES.RNA].n_vars,
                 self.modalities_[MODALITIES.ATAC].n_vars,
                 hidden_rna=hidden[MODALITIES.RNA],
                 hidden_atac=hidden[MODALITIES.ATAC],
-                n_latent=n_latent,
+                n_latent=params.n_latent,
                 n_labels=len(categories),
                 log1p_rna=log1p[MODALITIES.RNA],
                 log1p_atac=log1p[MODALITIES.ATAC],
-                alignment=alignment,
+                alignment=params.alignment,
                 contrastive=contrastive_mode,
                 weights=weights,
-                margin=margin,
-                augmentation_noise=augmentation_noise,
-                latent_batch_norm=latent_batch_norm,
-                dropout=dropout,
+                margin=params.margin,
+                augmentation_noise=params.augmentation_noise,
+                latent_batch_norm=params.latent_batch_norm,
+                dropout=params.dropout,
             )
-        if _registry is None:
+        if registry is None:
             for mod in MODALITIES:
                 with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked below
                     mean, std = _data.feature_moments(matrices[mod], log1p=log1p[mod])
@@ -297,12 +306,18 @@ class ConAAE(TrainingMixin, InferenceMixin):
                     torch.as_tensor(mean, dtype=torch.float32),
                     torch.as_tensor(std, dtype=torch.float32),
                 )
-        self.module.eval()
         self.is_trained_ = False
+        self._latent_cache = None  # (n_train_calls_, embeddings of the training data)
         self.history_: dict[str, pd.DataFrame] = {}
         self.n_train_calls_ = 0
         self.train_indices_: dict[str, np.ndarray] = {}
         self.validation_indices_: dict[str, np.ndarray] = {}
+        if saved is not None:
+            _persistence.load_weights(self.module, saved)
+            self.is_trained_ = saved.settings.get("is_trained", True)
+            self.n_train_calls_ = saved.settings.get("n_train_calls", 0)
+            self.history_ = saved.history
+        self.module.eval()
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -442,14 +457,23 @@ class ConAAE(TrainingMixin, InferenceMixin):
         ------
         FileNotFoundError
             ``dir_path`` or one of its two files does not exist.
-        conaae_scverse._persistence.ModelFileError
+        conaae_scverse.ModelFileError
             A :class:`ValueError`: a file is truncated, damaged, tampered with (e.g. a pickle
             that is not a plain tensor state dict), from another format or a newer version, or
             the weights do not fit the settings.
         ValueError
             ``mdata`` does not have the model's features.
         """
-        return _persistence.load_model(cls, dir_path, mdata, accelerator=accelerator)
+        saved = _persistence.read_model(dir_path)
+        setup = saved.settings["setup"]
+        existing = _data.recall_setup(mdata)
+        if existing is None or existing.to_dict() != setup:
+            cls.setup_mudata(mdata, **setup)
+        model = cls._restore(mdata, saved)
+        _, _, device = parse_device_args(accelerator, "auto", return_device="torch")
+        model.to_device(device)
+        model.module.eval()
+        return model
 
     # ------------------------------------------------------------------ misc
     @property

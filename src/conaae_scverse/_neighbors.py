@@ -12,6 +12,7 @@ from scvi.utils import track
 logger = logging.getLogger(__name__)
 
 Metric = Literal["l1", "l2"]
+METRICS: tuple[str, ...] = ("l1", "l2")
 _P = {"l1": 1.0, "l2": 2.0}
 #: Above this many query x reference pairs, "auto" switches to approximate search.
 EXACT_LIMIT = 50_000 * 50_000
@@ -26,9 +27,13 @@ _SHORTLIST = 4
 _BLOCK_ELEMENTS = 1 << 24  # distances held at once by the approximate search (64 MB)
 
 
-def _check_metric(metric: str) -> None:
-    if metric not in _P:
-        msg = f"metric must be 'l1' or 'l2', got {metric!r}."
+def check_metric(metric: str) -> None:
+    """Raise a ValueError unless ``metric`` is ``"l1"`` or ``"l2"``."""
+    if metric not in METRICS:
+        msg = (
+            f"metric must be 'l1' (Manhattan) or 'l2' (Euclidean), got {metric!r}. "
+            "Pass metric='l1' or metric='l2'."
+        )
         raise ValueError(msg)
 
 
@@ -70,7 +75,7 @@ def nearest_neighbors(
     -------
     Indices and distances, each of shape (n_query, k), nearest first.
     """
-    _check_metric(metric)
+    check_metric(metric)
     query = np.ascontiguousarray(query, dtype=np.float32)
     reference = np.ascontiguousarray(reference, dtype=np.float32)
     k = min(k, len(reference))
@@ -203,7 +208,7 @@ def one_to_one_matching(
     """
     from scipy.optimize import linear_sum_assignment
 
-    _check_metric(metric)
+    check_metric(metric)
     if len(query) != len(reference):
         msg = (
             f"One-to-one matching needs equally many cells in both modalities, got "

@@ -13,12 +13,12 @@ directory behind.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import _arguments, _data
-from ._compat import parse_device_args
 from ._constants import MODALITIES
+from ._data import SetupArgs
+from ._hyperparameters import Hyperparameters
 
 if TYPE_CHECKING:
-    from mudata import MuData
-
     from ._model import ConAAE
 
 WEIGHTS_FILE = "model.pt"
@@ -72,7 +70,7 @@ def _settings(model: ConAAE) -> dict[str, Any]:
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
-        "init_params": model.init_params_,
+        "init_params": model.hyperparameters_.to_dict(),
         "setup": model.setup_.to_dict(),
         "label_categories": model.label_categories_,
         "log1p": model.log1p_,
@@ -184,7 +182,7 @@ def _check_settings(settings: Any, path: Path) -> None:
         raise ModelFileError(msg)
 
     setup = settings["setup"]
-    fields = list(_data.SetupArgs.__dataclass_fields__)
+    fields = list(SetupArgs.__dataclass_fields__)
     if not isinstance(setup, dict) or sorted(setup) != sorted(fields):
         raise _fail(path, f"'setup' must have exactly the fields {fields}")
     for key, value in setup.items():
@@ -237,26 +235,11 @@ def _check_settings(settings: Any, path: Path) -> None:
 
 
 def _check_init_params(init_params: dict[str, Any], path: Path) -> None:
-    from . import _model
-
-    signature = inspect.signature(_model.ConAAE.__init__).parameters
-    known = {name for name in signature if name not in ("self", "mdata", "_registry")}
-    unknown = sorted(set(init_params) - known)
+    unknown = sorted(set(init_params) - set(Hyperparameters.names()))
     if unknown:
         raise _fail(path, f"init_params has unknown fields {unknown}")
-    params = {name: signature[name].default for name in known if name not in init_params} | dict(
-        init_params
-    )
     try:
-        params["n_hidden"] = _arguments.normalize_hidden(params["n_hidden"])
-        params["loss_weights"] = _arguments.normalize_mapping(
-            "loss_weights", params["loss_weights"]
-        )
-        if not isinstance(params["input_transform"], str):
-            params["input_transform"] = _arguments.normalize_mapping(
-                "input_transform", params["input_transform"]
-            )
-        _arguments.validate_hyperparameters(params)
+        Hyperparameters.from_dict(init_params)
     except (TypeError, ValueError, KeyError) as err:
         raise _fail(path, f"invalid hyperparameters ({err})") from err
 
@@ -331,18 +314,32 @@ def _check_architecture(settings: dict[str, Any], state: dict[str, torch.Tensor]
         raise ModelFileError(msg)
 
 
-def _history(settings: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    return {
-        key: pd.DataFrame(
-            {key: np.asarray(value["values"], dtype=float)},
-            index=pd.Index(value["index"], name="epoch"),
-        )
-        for key, value in settings.get("history", {}).items()
-    }
+@dataclass(frozen=True)
+class SavedModel:
+    """What a model directory holds, read and checked by :func:`read_model`."""
+
+    directory: Path
+    settings: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+    @property
+    def hyperparameters(self) -> Hyperparameters:
+        return Hyperparameters.from_dict(self.settings["init_params"])
+
+    @property
+    def history(self) -> dict[str, pd.DataFrame]:
+        """Every logged loss term per epoch, as :attr:`ConAAE.history` gives it."""
+        return {
+            key: pd.DataFrame(
+                {key: np.asarray(value["values"], dtype=float)},
+                index=pd.Index(value["index"], name="epoch"),
+            )
+            for key, value in self.settings.get("history", {}).items()
+        }
 
 
-def load_model(cls, dir_path: str | os.PathLike, mdata: MuData, *, accelerator: str) -> ConAAE:
-    """Rebuild a model from a directory written by :func:`save_model`.
+def read_model(dir_path: str | os.PathLike) -> SavedModel:
+    """Read and check a directory written by :func:`save_model`.
 
     Raises
     ------
@@ -351,8 +348,6 @@ def load_model(cls, dir_path: str | os.PathLike, mdata: MuData, *, accelerator: 
     ModelFileError
         A file is damaged, tampered with, from another format, or the weights do not fit the
         settings (a :class:`ValueError`).
-    ValueError, KeyError, TypeError
-        ``mdata`` does not fit the model (e.g. other features); see :meth:`ConAAE.setup_mudata`.
     """
     directory = Path(dir_path)
     for name in (SETTINGS_FILE, WEIGHTS_FILE):
@@ -365,34 +360,26 @@ def load_model(cls, dir_path: str | os.PathLike, mdata: MuData, *, accelerator: 
     settings = _read_settings(directory / SETTINGS_FILE)
     state = _read_weights(directory / WEIGHTS_FILE)
     _check_architecture(settings, state, directory)
-    history = _history(settings)
-    setup = settings["setup"]
-    existing = _data.recall_setup(mdata)
-    if existing is None or existing.to_dict() != setup:
-        cls.setup_mudata(mdata, **setup)
-    model = cls(mdata, **settings["init_params"], _registry=settings)
+    return SavedModel(directory, settings, state)
+
+
+def load_weights(module: torch.nn.Module, saved: SavedModel) -> None:
+    """Put the saved weights into ``module``; refuse weights that do not fit or are not finite."""
     try:
-        model.module.load_state_dict(state, strict=True)
+        module.load_state_dict(saved.state, strict=True)
     except RuntimeError as err:
         msg = (
-            f"The weights in {str(directory)!r} do not fit its settings; the directory is "
+            f"The weights in {str(saved.directory)!r} do not fit its settings; the directory is "
             f"damaged or tampered with, save the model again. {err}"
         )
         raise ModelFileError(msg) from err
-    for name, tensor in model.module.state_dict().items():
+    for name, tensor in module.state_dict().items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             msg = (
-                f"The weights in {str(directory)!r} hold NaN or infinite values ({name!r}); "
-                "the directory is damaged, save the model again."
+                f"The weights in {str(saved.directory)!r} hold NaN or infinite values "
+                f"({name!r}); the directory is damaged, save the model again."
             )
             raise ModelFileError(msg)
-    model.is_trained_ = settings.get("is_trained", True)
-    model.n_train_calls_ = settings.get("n_train_calls", 0)
-    model.history_ = history
-    _, _, device = parse_device_args(accelerator, "auto", return_device="torch")
-    model.to_device(device)
-    model.module.eval()
-    return model
 
 
-__all__ = ["ModelFileError", "load_model", "save_model"]
+__all__ = ["ModelFileError", "SavedModel", "load_weights", "read_model", "save_model"]

@@ -59,7 +59,7 @@ class TrainingMixin:
 
         Every argument is checked before training starts. If training stops early, by Ctrl+C
         (KeyboardInterrupt) or by an error such as
-        :class:`~conaae_scverse._training_plan.NonFiniteLossError` (a NaN or infinite loss
+        :class:`~conaae_scverse.NonFiniteLossError` (a NaN or infinite loss
         term), the model is left usable: it keeps the weights of the last completed epoch
         (or its weights before this call) and the history of the completed epochs, and the
         exception is re-raised. A KeyboardInterrupt is re-raised as KeyboardInterrupt (not as
@@ -153,7 +153,8 @@ class TrainingMixin:
                     f"{sorted(plan_args - {'lr', 'n_epochs_warmup'})}."
                 )
                 raise TypeError(msg)
-        seed = self.init_params_["seed"] + 1000 * self.n_train_calls_ if seed is None else seed
+        self._latent_cache = None  # the weights are about to change
+        seed = self.hyperparameters_.seed + 1000 * self.n_train_calls_ if seed is None else seed
         rng = np.random.default_rng(seed)
 
         train_idx, val_idx = {}, {}

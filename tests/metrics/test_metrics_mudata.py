@@ -104,9 +104,9 @@ def test_pairs_errors():
     unpaired = _mudata(pd.DataFrame(index=["r0", "r1"]), pd.DataFrame(index=["a0", "a1"]))
     with pytest.raises(ValueError, match="No known pairs between modalities 'rna' and 'atac'"):
         pairs_from_mudata(unpaired)
-    with pytest.raises(KeyError, match="rna_mod='gex' is not a modality"):
+    with pytest.raises(KeyError, match=r"'gex' \(given as `rna_mod`\) is not in the MuData"):
         pairs_from_mudata(unpaired, rna_mod="gex")
-    with pytest.raises(KeyError, match="atac_mod='peaks' is not a modality"):
+    with pytest.raises(KeyError, match=r"'peaks' \(given as `atac_mod`\) is not in the MuData"):
         pairs_from_mudata(unpaired, atac_mod="peaks")
     atac = ad.AnnData(obs=pd.DataFrame(index=["a0", "a0"]))
     duplicated = md.MuData({"rna": ad.AnnData(obs=pd.DataFrame(index=["r0"])), "atac": atac})

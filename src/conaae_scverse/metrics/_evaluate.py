@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._constants import OUTPUT_KEYS, TRUE_PARTNER_KEY
+from .._data import get_modality
 from ._alignment import _closer_counts, chance_recall_at_k
 from ._labels import integration_accuracy, label_transfer_accuracy
 from ._mixing import modality_mixing
-from ._pairs import _obs_column, get_modality, pairs_from_mudata
+from ._pairs import _obs_column, pairs_from_mudata
 from ._validation import Metric, as_paired, check_ks, check_metric
 
 if TYPE_CHECKING:
@@ -97,8 +98,8 @@ def evaluate_alignment(
     """
     check_metric(metric)
     ks_ = check_ks(ks)
-    rna = get_modality(mdata, rna_mod, "rna_mod")
-    atac = get_modality(mdata, atac_mod, "atac_mod")
+    rna = get_modality(mdata, rna_mod, "rna", needs_features=False)
+    atac = get_modality(mdata, atac_mod, "atac", needs_features=False)
     z_rna = _embedding(rna, use_rep, rna_mod)
     z_atac = _embedding(atac, use_rep, atac_mod)
     if labels_key is not None:

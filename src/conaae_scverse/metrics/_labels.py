@@ -7,7 +7,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from . import _distances
-from ._validation import Metric, as_embeddings, check_k, check_metric, label_codes
+from ._validation import Metric, as_embeddings, check_k, check_metric, shared_label_codes
 
 _SKLEARN_METRIC = {"l1": "manhattan", "l2": "euclidean"}
 
@@ -65,7 +65,7 @@ def label_transfer_accuracy(
     check_metric(metric)
     k = check_k(k)
     ref, query = as_embeddings(x_ref, x_query, names=("x_ref", "x_query"))
-    codes_ref, codes_query = label_codes(
+    codes_ref, codes_query = shared_label_codes(
         labels_ref, len(ref), labels_query, len(query), names=("labels_ref", "labels_query")
     )
     ref_known, query_known = codes_ref >= 0, codes_query >= 0
@@ -149,7 +149,7 @@ def integration_accuracy(
     """
     check_metric(metric)
     ref, query = as_embeddings(x, y)
-    codes_ref, codes_query = label_codes(
+    codes_ref, codes_query = shared_label_codes(
         labels_x, len(ref), labels_y, len(query), names=("labels_x", "labels_y")
     )
     scored = codes_query >= 0

@@ -9,25 +9,11 @@ import numpy as np
 import pandas as pd
 
 from .._constants import TRUE_PARTNER_KEY
+from .._data import get_modality, partner_indices
 
 if TYPE_CHECKING:
     import anndata as ad
     from mudata import MuData
-
-
-def get_modality(mdata: MuData, mod: str, argument: str) -> ad.AnnData:
-    """``mdata.mod[mod]`` with a KeyError that lists the available modalities."""
-    modalities = getattr(mdata, "mod", None)
-    if modalities is None:
-        msg = f"Expected a mudata.MuData with modalities, got {type(mdata).__name__}."
-        raise TypeError(msg)
-    if mod not in modalities:
-        msg = (
-            f"{argument}={mod!r} is not a modality of the MuData (available: "
-            f"{list(modalities)}). Pass {argument}= one of those."
-        )
-        raise KeyError(msg)
-    return modalities[mod]
 
 
 def _unique_index(adata: ad.AnnData, mod: str) -> pd.Index:
@@ -40,24 +26,6 @@ def _unique_index(adata: ad.AnnData, mod: str) -> pd.Index:
         )
         raise ValueError(msg)
     return names
-
-
-def _pairs_from_column(
-    partners: pd.Series, atac_names: pd.Index, partner_key: str, atac_mod: str
-) -> tuple[np.ndarray, np.ndarray]:
-    known = partners.notna().to_numpy()
-    rna_idx = np.flatnonzero(known)
-    atac_idx = atac_names.get_indexer(partners[known].astype(str).to_numpy())
-    found = atac_idx >= 0
-    if not found.all():
-        missing = partners[known][~found].astype(str).tolist()
-        warnings.warn(
-            f"{len(missing)} partners named in column {partner_key!r} (e.g. {missing[:3]}) are "
-            f"not obs_names of modality {atac_mod!r}; those RNA cells are left out of the pairs.",
-            UserWarning,
-            stacklevel=3,
-        )
-    return rna_idx[found].astype(np.int64), atac_idx[found].astype(np.int64)
 
 
 def pairs_from_mudata(
@@ -102,18 +70,23 @@ def pairs_from_mudata(
     >>> rna_idx.tolist(), atac_idx.tolist()
     ([0, 2], [1, 0])
     """
-    rna = get_modality(mdata, rna_mod, "rna_mod")
-    atac = get_modality(mdata, atac_mod, "atac_mod")
-    atac_names = _unique_index(atac, atac_mod)
+    rna = get_modality(mdata, rna_mod, "rna", needs_features=False)
+    atac = get_modality(mdata, atac_mod, "atac", needs_features=False)
+    _unique_index(atac, atac_mod)
     if partner_key in rna.obs.columns:
-        rna_idx, atac_idx = _pairs_from_column(
-            rna.obs[partner_key], atac_names, partner_key, atac_mod
-        )
+        rna_idx, atac_idx, missing = partner_indices(rna, atac, partner_key)
+        if missing:
+            warnings.warn(
+                f"{len(missing)} partners named in column {partner_key!r} (e.g. {missing[:3]}) "
+                f"are not obs_names of modality {atac_mod!r}; those RNA cells are left out of "
+                "the pairs.",
+                UserWarning,
+                stacklevel=2,
+            )
         if len(rna_idx):
             return rna_idx, atac_idx
-    atac_idx = atac_names.get_indexer(pd.Index(rna.obs_names))
-    found = atac_idx >= 0
-    if not found.any():
+    rna_idx, atac_idx, _ = partner_indices(rna, atac)
+    if not len(rna_idx):
         msg = (
             f"No known pairs between modalities {rna_mod!r} and {atac_mod!r}: "
             f"mdata.mod[{rna_mod!r}].obs has no usable column {partner_key!r} (each RNA cell's "
@@ -122,7 +95,7 @@ def pairs_from_mudata(
             "cells the same obs_name."
         )
         raise ValueError(msg)
-    return np.flatnonzero(found).astype(np.int64), atac_idx[found].astype(np.int64)
+    return rna_idx, atac_idx
 
 
 def _obs_column(adata: ad.AnnData, key: str, mod: str) -> Any:

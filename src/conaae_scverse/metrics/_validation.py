@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from numbers import Integral
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-Metric = Literal["l1", "l2"]
-METRICS: tuple[str, ...] = ("l1", "l2")
+# One home for the metric names and their check: the nearest-neighbour search's module.
+from .._neighbors import Metric, check_metric
 
-
-def check_metric(metric: str) -> None:
-    """Raise a ValueError unless ``metric`` is ``"l1"`` or ``"l2"``."""
-    if metric not in METRICS:
-        msg = (
-            f"metric must be 'l1' (Manhattan) or 'l2' (Euclidean), got {metric!r}. "
-            "Pass metric='l1' or metric='l2'."
-        )
-        raise ValueError(msg)
+__all__ = ["Metric", "check_metric"]
 
 
 def as_embedding(x: Any, name: str) -> np.ndarray:
@@ -115,7 +107,7 @@ def _as_label_series(labels: Any, n: int, name: str) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
-def label_codes(
+def shared_label_codes(
     labels_a: Any, n_a: int, labels_b: Any, n_b: int, names: tuple[str, str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes of two label vectors on a shared vocabulary; missing labels get -1."""

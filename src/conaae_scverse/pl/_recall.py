@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .._constants import OUTPUT_KEYS, TRUE_PARTNER_KEY
+from .._neighbors import check_metric
 from ..metrics import chance_recall_at_k, pairs_from_mudata, recall_at_k_curve
 from ._utils import check_show_save, doc_show_save, finish, new_axes
 
@@ -132,9 +133,7 @@ def recall_curve(
     >>> ax = ca.pl.recall_curve(mdata, show=False)
     """
     check_show_save(show, save)
-    if metric not in ("l1", "l2"):
-        msg = f"metric must be 'l1' or 'l2', got {metric!r}."
-        raise ValueError(msg)
+    check_metric(metric)
     if isinstance(data, Mapping):
         if not data:
             msg = "recall_curve() got an empty dict; pass at least one embedding."

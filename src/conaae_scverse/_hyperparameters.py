@@ -1,0 +1,156 @@
+"""The hyperparameters of :class:`~conaae_scverse.ConAAE`: one frozen, validated object.
+
+The model builds it from its keyword arguments; a saved model stores :meth:`to_dict` and
+loading rebuilds it with :meth:`from_dict`, which refuses unknown or invalid fields. Neither
+needs the model class, so persistence does not import the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._arguments import is_int, is_number, normalize_mapping
+from ._module import LossWeights
+
+LABEL_PRIORS = ("auto", "links", "ot", "none")
+ALIGNMENTS = ("adversarial", "mmd", "none")
+CONTRASTIVE_MODES = ("auto", "supervised", "self_supervised")
+INPUT_TRANSFORMS = ("auto", "log1p", "none")
+DEFAULT_HIDDEN = (256, 128)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """Architecture, loss and prior settings of a model (see :class:`ConAAE` for each).
+
+    ``n_hidden`` is ``"paper"`` or a tuple of widths; ``loss_weights`` and a per-modality
+    ``input_transform`` are plain dicts (copied, so the caller's objects are never kept).
+    """
+
+    n_latent: int = 50
+    n_hidden: tuple[int, ...] | str = DEFAULT_HIDDEN
+    alignment: str = "adversarial"
+    contrastive: str = "auto"
+    loss_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    margin: float = 0.3
+    augmentation_noise: float = 0.5
+    latent_batch_norm: bool = True
+    dropout: float = 0.0
+    input_transform: str | dict[str, str] = "auto"
+    label_prior: str = "auto"
+    prior_confidence: float = 0.8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Normalised before validation, so that errors name what the user passed.
+        set_field = object.__setattr__
+        set_field(self, "n_hidden", _hidden(self.n_hidden))
+        set_field(self, "loss_weights", normalize_mapping("loss_weights", self.loss_weights))
+        if not isinstance(self.input_transform, str):
+            set_field(
+                self, "input_transform", normalize_mapping("input_transform", self.input_transform)
+            )
+        self._validate()
+
+    # ------------------------------------------------------------------ conversion
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Hyperparameters:
+        """Rebuild from :meth:`to_dict` output; missing fields take their defaults.
+
+        Raises
+        ------
+        KeyError
+            A field that is not a hyperparameter.
+        ValueError, TypeError
+            An invalid value.
+        """
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            msg = f"unknown hyperparameters {unknown}; known: {sorted(cls.names())}"
+            raise KeyError(msg)
+        return cls(**values)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """Names of the hyperparameters, in definition order."""
+        return [field.name for field in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy: lists and dicts only."""
+        values = dataclasses.asdict(self)
+        if isinstance(values["n_hidden"], tuple):
+            values["n_hidden"] = list(values["n_hidden"])
+        return values
+
+    # ------------------------------------------------------------------ checks
+    def _validate(self) -> None:
+        if not is_int(self.n_latent) or self.n_latent < 1:
+            msg = f"n_latent must be a positive integer, got {self.n_latent!r}."
+            raise ValueError(msg)
+        if isinstance(self.n_hidden, str):
+            if self.n_hidden != "paper":
+                msg = (
+                    "n_hidden must be a sequence of positive integers or 'paper', got "
+                    f"{self.n_hidden!r}."
+                )
+                raise ValueError(msg)
+        elif any(h < 1 for h in self.n_hidden):
+            msg = f"n_hidden widths must be positive integers, got {list(self.n_hidden)!r}."
+            raise ValueError(msg)
+        for name, allowed in (
+            ("alignment", ALIGNMENTS),
+            ("contrastive", CONTRASTIVE_MODES),
+            ("label_prior", LABEL_PRIORS),
+        ):
+            if getattr(self, name) not in allowed:
+                msg = f"{name} must be one of {allowed}, got {getattr(self, name)!r}."
+                raise ValueError(msg)
+        known = set(LossWeights().to_dict())
+        for key, value in self.loss_weights.items():
+            if key not in known:
+                msg = f"Unknown loss weight {key!r}; known terms: {sorted(known)}."
+                raise ValueError(msg)
+            if not is_number(value) or not math.isfinite(value) or value < 0:
+                msg = f"Loss weight {key!r} must be a finite number >= 0, got {value!r}."
+                raise ValueError(msg)
+        for name in ("margin", "augmentation_noise"):
+            value = getattr(self, name)
+            if not is_number(value) or not math.isfinite(value) or value < 0:
+                msg = f"{name} must be a finite number >= 0, got {value!r}."
+                raise ValueError(msg)
+        if not is_number(self.dropout) or not 0 <= self.dropout < 1:
+            msg = f"dropout must be a number in [0, 1), got {self.dropout!r}."
+            raise ValueError(msg)
+        if not isinstance(self.latent_batch_norm, bool | np.bool_):
+            msg = f"latent_batch_norm must be True or False, got {self.latent_batch_norm!r}."
+            raise TypeError(msg)
+        confidence = self.prior_confidence
+        if not is_number(confidence) or not 0 <= confidence <= 1:
+            msg = f"prior_confidence must be a number in [0, 1], got {confidence!r}."
+            raise ValueError(msg)
+        if not is_int(self.seed) or self.seed < 0:
+            msg = f"seed must be a non-negative integer, got {self.seed!r}."
+            raise ValueError(msg)
+        transform = self.input_transform
+        for choice in [transform] if isinstance(transform, str) else transform.values():
+            if choice not in INPUT_TRANSFORMS:
+                msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
+                raise ValueError(msg)
+
+
+def _hidden(n_hidden: Any) -> str | tuple[int, ...]:
+    """``n_hidden`` as ``"paper"`` or a tuple of ints, with a clear error for anything else."""
+    if isinstance(n_hidden, str):
+        return n_hidden  # checked in _validate
+    if not isinstance(n_hidden, Sequence | np.ndarray) or not all(is_int(h) for h in n_hidden):
+        msg = (
+            f"n_hidden must be a sequence of positive integers (e.g. [256, 128]) or 'paper', "
+            f"got {n_hidden!r}."
+        )
+        raise TypeError(msg)
+    return tuple(int(h) for h in n_hidden)
