@@ -372,14 +372,39 @@ def test_model_on_mudata_not_set_up(small):
     assert_unchanged(mdata, before)
 
 
-def test_mudata_changed_after_setup(small):
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m.mod.__delitem__("atac"),
+        lambda m: setattr(m.mod["atac"], "X", m.mod["atac"].X.copy()),
+        lambda m: m.mod.__setitem__("rna", m.mod["rna"][:5].copy()),
+    ],
+    ids=["modality removed", "matrix replaced", "modality subset"],
+)
+def test_mudata_changed_after_setup(small, change):
     mdata = small()
     ConAAE.setup_mudata(mdata)
-    del mdata.mod["atac"]
+    change(mdata)
     before = snapshot(mdata)
-    with pytest.raises(KeyError, match=r"Modality 'atac' \(given as `atac_mod`\) is not in"):
+    with pytest.raises(ValueError, match=r"changed since ConAAE.setup_mudata"):
         ConAAE(mdata, **TINY_NET)
     assert_unchanged(mdata, before)
+    if "atac" in mdata.mod:  # set up again, it builds
+        ConAAE.setup_mudata(mdata)
+        ConAAE(mdata, **TINY_NET)
+
+
+def test_setup_scans_the_values_once(small, monkeypatch):
+    from conaae_scverse import _data
+
+    mdata = small()
+    ConAAE.setup_mudata(mdata)
+    scans = []
+    get_matrix = _data.get_matrix
+    monkeypatch.setattr(_data, "get_matrix", lambda *a: scans.append(a) or get_matrix(*a))
+    ConAAE(mdata, **TINY_NET)
+    ConAAE(mdata, **TINY_NET)
+    assert scans == []
 
 
 def test_values_too_large_to_standardise(small):

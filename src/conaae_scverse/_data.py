@@ -57,34 +57,69 @@ class SetupArgs:
         return self.rna_layer if modality == MODALITIES.RNA else self.atac_layer
 
 
-# Setup arguments per MuData object. Keyed by id() with a weak reference so that a MuData that
+@dataclass(frozen=True)
+class Registration:
+    """What :meth:`ConAAE.setup_mudata` validated and registered, once, for a MuData.
+
+    Models built on the MuData fetch it instead of checking and registering again.
+    """
+
+    setup: SetupArgs
+    #: The registered AnnData of each internal modality ("rna", "atac").
+    adatas: dict[str, ad.AnnData]
+    #: The registered matrix object of each modality (``X`` or the layer), before conversion.
+    sources: dict[str, Any]
+    #: Each modality with its own AnnDataManager, labels coded over ``categories``.
+    modalities: dict[str, ModalityData]
+    categories: list[str]
+    anchor_pairs: np.ndarray | None
+    gene_links: ad.AnnData | None
+
+    def check_current(self, mdata: MuData) -> None:
+        """Fail if a registered modality or matrix of ``mdata`` was replaced since setup."""
+        for mod, adata in self.adatas.items():
+            name = self.setup.mod_name(mod)
+            current = mdata.mod.get(name) if name in mdata.mod else None
+            layer = self.setup.layer(mod)
+            replaced = current is not adata or current.shape != adata.shape
+            if not replaced:
+                matrix = current.X if layer is None else current.layers.get(layer)
+                replaced = matrix is not self.sources[mod]
+            if replaced:
+                msg = (
+                    f"Modality {name!r} of this MuData changed since ConAAE.setup_mudata "
+                    "(replaced, subset or given a new matrix). Call ConAAE.setup_mudata(mdata, "
+                    "...) again before building a model on it."
+                )
+                raise ValueError(msg)
+
+
+# Registrations per MuData object. Keyed by id() with a weak reference so that a MuData that
 # is garbage-collected (and whose id may be reused) is never mistaken for a registered one, and
-# so that nothing needs to be written into the user's object.
-_SETUP_STORE: dict[int, tuple[weakref.ref, SetupArgs, ad.AnnData | None]] = {}
+# so that nothing needs to be written into the user's object; the entry goes with the MuData.
+_REGISTRATIONS: dict[int, tuple[weakref.ref, Registration]] = {}
 
 
-def remember_setup(mdata: MuData, setup: SetupArgs, gene_links: ad.AnnData | None = None) -> None:
-    """Record ``setup`` (and the peak-gene links registered with it) for ``mdata``."""
-    _SETUP_STORE[id(mdata)] = (weakref.ref(mdata), setup, gene_links)
+def remember_registration(mdata: MuData, registration: Registration) -> None:
+    """Record ``registration`` for ``mdata``, until ``mdata`` is garbage-collected."""
+    key = id(mdata)
+    if key not in _REGISTRATIONS:
+        weakref.finalize(mdata, _REGISTRATIONS.pop, key, None)
+    _REGISTRATIONS[key] = (weakref.ref(mdata), registration)
 
 
-def _recall(mdata: MuData) -> tuple[weakref.ref, SetupArgs, ad.AnnData | None] | None:
-    entry = _SETUP_STORE.get(id(mdata))
+def recall_registration(mdata: MuData) -> Registration | None:
+    """Return the registration recorded for ``mdata``, if any."""
+    entry = _REGISTRATIONS.get(id(mdata))
     if entry is None or entry[0]() is not mdata:
         return None
-    return entry
+    return entry[1]
 
 
 def recall_setup(mdata: MuData) -> SetupArgs | None:
     """Return the setup arguments recorded for ``mdata``, if any."""
-    entry = _recall(mdata)
-    return None if entry is None else entry[1]
-
-
-def recall_gene_links(mdata: MuData) -> ad.AnnData | None:
-    """Return the peak-gene links registered with ``mdata``'s setup, if any."""
-    entry = _recall(mdata)
-    return None if entry is None else entry[2]
+    registration = recall_registration(mdata)
+    return None if registration is None else registration.setup
 
 
 def check_gene_links(links: Any, rna: ad.AnnData, atac: ad.AnnData, atac_mod: str) -> ad.AnnData:

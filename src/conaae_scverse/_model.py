@@ -162,20 +162,17 @@ class ConAAE(TrainingMixin, InferenceMixin):
         input_transform = params.input_transform
         registry = None if saved is None else saved.settings
         _data.check_mudata(mdata)
-        setup = _data.recall_setup(mdata)
-        if setup is None:
+        registration = _data.recall_registration(mdata)
+        if registration is None:
             msg = (
                 "This MuData has not been set up. Call "
                 "`ConAAE.setup_mudata(mdata, rna_mod=..., atac_mod=..., labels_key=...)` first."
             )
             raise ValueError(msg)
+        registration.check_current(mdata)
         self.mdata = mdata
-        self.setup_ = setup
-        # Checked again: the MuData may have changed since setup_mudata.
-        adatas = {
-            MODALITIES.RNA: _data.get_modality(mdata, setup.rna_mod, MODALITIES.RNA),
-            MODALITIES.ATAC: _data.get_modality(mdata, setup.atac_mod, MODALITIES.ATAC),
-        }
+        self.setup_ = setup = registration.setup
+        adatas = registration.adatas
         if isinstance(input_transform, Mapping):
             allowed = {*MODALITIES, setup.rna_mod, setup.atac_mod}
             unknown = sorted(set(map(str, input_transform)) - allowed)
@@ -185,18 +182,10 @@ class ConAAE(TrainingMixin, InferenceMixin):
                     f"{sorted(allowed)}."
                 )
                 raise KeyError(msg)
-        matrices = {
-            mod: _data.get_matrix(adatas[mod], setup.layer(mod), setup.mod_name(mod))
-            for mod in MODALITIES
-        }
+        modalities = dict(registration.modalities)
+        matrices = {mod: data.matrix for mod, data in modalities.items()}
         if registry is None:
-            categories = (
-                _data.label_categories(
-                    {setup.mod_name(m): a for m, a in adatas.items()}, setup.labels_key
-                )
-                if setup.labels_key is not None
-                else []
-            )
+            categories = list(registration.categories)
             log1p = {
                 mod: resolve_log1p(input_transform, mod, matrices[mod], setup.mod_name(mod))
                 for mod in MODALITIES
@@ -209,9 +198,14 @@ class ConAAE(TrainingMixin, InferenceMixin):
         self.label_categories_ = categories
         self.log1p_ = log1p
 
-        codes = {
-            mod: _data.label_codes(adatas[mod], setup.labels_key, categories) for mod in MODALITIES
-        }
+        if categories == registration.categories:
+            codes = {mod: data.labels.copy() for mod, data in modalities.items()}
+        else:  # a loaded model codes the labels over its own categories
+            codes = {
+                mod: _data.label_codes(adatas[mod], setup.labels_key, categories)
+                for mod in MODALITIES
+            }
+        registered = {mod: data.labels for mod, data in modalities.items()}
         # A modality without any label gets pseudo-labels from a prior (not when loading:
         # the prior only steers training, and is not saved).
         self.label_prior_: LabelPrior | None = None
@@ -223,26 +217,17 @@ class ConAAE(TrainingMixin, InferenceMixin):
                 codes,
                 n_labels=len(categories),
                 log1p=log1p,
-                gene_links=_data.recall_gene_links(mdata),
+                gene_links=registration.gene_links,
                 rna_var_names=adatas[MODALITIES.RNA].var_names,
                 min_confidence=params.prior_confidence,
                 seed=params.seed,
             )
-        self.modalities_: dict[str, _data.ModalityData] = {
-            mod: _data.build_modality(mod, adatas[mod], matrices[mod], codes[mod])
-            for mod in MODALITIES
-        }
-        self.anchor_pairs_ = (
-            _data.anchor_pairs(
-                adatas[MODALITIES.RNA],
-                adatas[MODALITIES.ATAC],
-                setup.anchor_key,
-                setup.rna_mod,
-                setup.atac_mod,
-            )
-            if setup.anchor_key is not None
-            else None
-        )
+        for mod in MODALITIES:
+            # Registered once; a modality whose labels this model changes gets its own.
+            if not np.array_equal(codes[mod], registered[mod]):
+                modalities[mod] = _data.build_modality(mod, adatas[mod], matrices[mod], codes[mod])
+        self.modalities_: dict[str, _data.ModalityData] = modalities
+        self.anchor_pairs_ = registration.anchor_pairs
         contrastive_mode = params.contrastive
         if params.contrastive == "auto":
             contrastive_mode = "supervised" if categories else "self_supervised"
@@ -335,7 +320,11 @@ class ConAAE(TrainingMixin, InferenceMixin):
     ) -> None:
         """Register the RNA and ATAC modalities of a MuData for :class:`ConAAE`.
 
-        Nothing is written into ``mdata``: the registration is remembered for this object.
+        Checks the data once (modalities, values, labels, anchors, links) and registers each
+        modality with its own :class:`~scvi.data.AnnDataManager`; every model built on
+        ``mdata`` then reuses that registration. Nothing is written into ``mdata``: the
+        registration is remembered for this object. After replacing or subsetting a modality
+        or its matrix, call it again (building a model says so).
 
         Parameters
         ----------
@@ -373,18 +362,24 @@ class ConAAE(TrainingMixin, InferenceMixin):
                 f"modalities of the MuData (available: {list(mdata.mod)})."
             )
             raise ValueError(msg)
+        setup = _data.SetupArgs(rna_mod, atac_mod, rna_layer, atac_layer, labels_key, anchor_key)
         adatas = {
-            rna_mod: _data.get_modality(mdata, rna_mod, "rna"),
-            atac_mod: _data.get_modality(mdata, atac_mod, "atac"),
+            MODALITIES.RNA: _data.get_modality(mdata, rna_mod, "rna"),
+            MODALITIES.ATAC: _data.get_modality(mdata, atac_mod, "atac"),
         }
-        _data.get_matrix(adatas[rna_mod], rna_layer, rna_mod)
-        _data.get_matrix(adatas[atac_mod], atac_layer, atac_mod)
+        # The one full scan of the values (numeric, finite): models fetch the result.
+        matrices = {
+            mod: _data.get_matrix(adatas[mod], setup.layer(mod), setup.mod_name(mod))
+            for mod in MODALITIES
+        }
+        by_name = {setup.mod_name(mod): adata for mod, adata in adatas.items()}
+        categories: list[str] = []
         if labels_key is not None:
             if not isinstance(labels_key, str):
                 msg = f"labels_key must be a column name (str) or None, got {labels_key!r}."
                 raise TypeError(msg)
-            _data.label_categories(adatas, labels_key)
-            unlabelled = _data.unlabelled_modalities(adatas, labels_key)
+            categories = _data.label_categories(by_name, labels_key)
+            unlabelled = _data.unlabelled_modalities(by_name, labels_key)
             if unlabelled and anchor_key is None and gene_links is None:
                 # Measured by benchmarks/label_transfer.py: the geometric (OT) prior can pair
                 # look-alike populations wrongly where the two geometries disagree.
@@ -396,16 +391,35 @@ class ConAAE(TrainingMixin, InferenceMixin):
                     "coordinates, label a few of its cells, or pass anchor_key."
                 )
                 warnings.warn(msg, UserWarning, stacklevel=2)
+        anchors = None
         if anchor_key is not None:
-            _data.anchor_pairs(adatas[rna_mod], adatas[atac_mod], anchor_key, rna_mod, atac_mod)
+            anchors = _data.anchor_pairs(
+                adatas[MODALITIES.RNA], adatas[MODALITIES.ATAC], anchor_key, rna_mod, atac_mod
+            )
         if gene_links is not None:
             gene_links = _data.check_gene_links(
-                gene_links, adatas[rna_mod], adatas[atac_mod], atac_mod
+                gene_links, adatas[MODALITIES.RNA], adatas[MODALITIES.ATAC], atac_mod
             )
-        _data.remember_setup(
+        modalities = {
+            mod: _data.build_modality(
+                mod,
+                adatas[mod],
+                matrices[mod],
+                _data.label_codes(adatas[mod], labels_key, categories),
+            )
+            for mod in MODALITIES
+        }
+        _data.remember_registration(
             mdata,
-            _data.SetupArgs(rna_mod, atac_mod, rna_layer, atac_layer, labels_key, anchor_key),
-            gene_links,
+            _data.Registration(
+                setup=setup,
+                adatas=adatas,
+                sources=matrices,
+                modalities=modalities,
+                categories=categories,
+                anchor_pairs=anchors,
+                gene_links=gene_links,
+            ),
         )
 
     # ------------------------------------------------------------------ persistence
