@@ -52,22 +52,26 @@ def test_each_epoch_starts_afresh_and_modes_stay_apart(monkeypatch):
 def test_cosine_schedule_decays_both_learning_rates_to_zero(monkeypatch):
     module = ConAAEModule(4, 3, hidden_rna=[5], hidden_atac=[5], n_latent=2)
     plan = ConAAETrainingPlan(module, lr=1e-2, lr_discriminator=4e-2, lr_schedule="cosine")
-    optimizers = plan.configure_optimizers()
-    fake_trainer = SimpleNamespace(num_training_batches=4, max_epochs=2, current_epoch=0)
+    fake_trainer = SimpleNamespace(estimated_stepping_batches=8)
     monkeypatch.setattr(ConAAETrainingPlan, "trainer", property(lambda self: fake_trainer))
-    monkeypatch.setattr(
-        ConAAETrainingPlan, "current_epoch", property(lambda self: fake_trainer.current_epoch)
-    )
+    optimizers, schedulers = plan.configure_optimizers()
     rates = []
-    for epoch in range(2):
-        fake_trainer.current_epoch = epoch
-        for batch_idx in range(4):
-            plan._set_learning_rates(optimizers, batch_idx)
-            rates.append([opt.param_groups[0]["lr"] for opt in optimizers])
+    for _ in range(8):  # the rates each training step runs at, then the step's scheduler step
+        rates.append([opt.param_groups[0]["lr"] for opt in optimizers])
+        for scheduler in schedulers:
+            scheduler.step()
     expected = [0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)]
     assert [ae for ae, _ in rates] == pytest.approx([1e-2 * f for f in expected])
     assert [disc for _, disc in rates] == pytest.approx([4e-2 * f for f in expected])
     assert rates[4][0] == pytest.approx(0.5e-2)  # half-way through training
+    assert optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0)  # after the last step
+
+
+def test_constant_schedule_has_no_scheduler():
+    module = ConAAEModule(4, 3, hidden_rna=[5], hidden_atac=[5], n_latent=2)
+    plan = ConAAETrainingPlan(module, lr=1e-2, lr_schedule="constant")
+    optimizers = plan.configure_optimizers()
+    assert isinstance(optimizers, list) and len(optimizers) == 2
 
 
 @pytest.mark.parametrize(
@@ -87,7 +91,9 @@ def test_train_applies_the_schedule(paired_mdata, schedule, final_factor):
         plan_kwargs={} if schedule is None else {"lr_schedule": schedule},
     )
     last_lr = model.trainer.optimizers[0].param_groups[0]["lr"]
-    if final_factor is None:  # the last step's rate: close to 0, not 0
-        assert 0 < last_lr < 0.1e-2
+    if final_factor is None:  # decayed to 0 after the last step
+        assert last_lr == pytest.approx(0.0, abs=1e-12)
+        steps = 3 * model.trainer.num_training_batches  # one scheduler step per training step
+        assert model.trainer.lr_scheduler_configs[0].scheduler.last_epoch == steps
     else:
         assert last_lr == pytest.approx(final_factor * 1e-2)

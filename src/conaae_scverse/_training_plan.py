@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
 from ._compat import TrainingPlan
@@ -126,7 +127,15 @@ class ConAAETrainingPlan(TrainingPlan):
                     betas=self.betas,
                 )
             )
-        return optimizers
+        if self.lr_schedule == "constant":
+            return optimizers
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+
+        def half_cosine(step: int) -> float:
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / total)))
+
+        # Stepped once per training step (manual optimisation): step k runs at base * f(k).
+        return optimizers, [LambdaLR(optimizer, half_cosine) for optimizer in optimizers]
 
     def _terms(self, batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         rna, atac = batch[0], batch[1]
@@ -188,8 +197,6 @@ class ConAAETrainingPlan(TrainingPlan):
         if not isinstance(optimizers, list | tuple):
             optimizers = [optimizers]
         ae_optimizer = optimizers[0]
-        if self.lr_schedule != "constant":
-            self._set_learning_rates(optimizers, batch_idx)
         terms, z = self._terms(batch)
         self._check_finite(terms)
         ae_optimizer.zero_grad()
@@ -207,17 +214,11 @@ class ConAAETrainingPlan(TrainingPlan):
                 self._sync_gradients(self.module.discriminator_parameters())
                 disc_optimizer.step()
             terms[LOSS_KEYS.DISCRIMINATOR] = disc_loss.detach()
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if scheduler is not None:
+                scheduler.step()
         self._log_terms(terms, "train", batch_size=len(z["rna"]) + len(z["atac"]))
-
-    def _set_learning_rates(self, optimizers, batch_idx: int) -> None:
-        """Learning rates of this step under the cosine schedule."""
-        per_epoch = max(1, int(self.trainer.num_training_batches))
-        total = max(1, int(self.trainer.max_epochs) * per_epoch)
-        progress = min(1.0, (self.current_epoch * per_epoch + batch_idx) / total)
-        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
-        for optimizer, base in zip(optimizers, (self.lr, self.lr_discriminator), strict=False):
-            for group in optimizer.param_groups:
-                group["lr"] = base * factor
 
     @staticmethod
     def _sync_gradients(parameters) -> None:
@@ -319,18 +320,6 @@ class ShardedBatchSampler:
         per_rank = max(1, len(batches) // world)
         for b in range(per_rank):
             yield batches[(b * world + rank) % len(batches)]
-
-
-def steps_per_epoch(n_cells: int, batch_size: int) -> int:
-    """Minibatches per epoch for the larger modality."""
-    return max(1, math.floor(n_cells / batch_size))
-
-
-def collate_anchor(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack anchor pairs into ``{"rna": (b, p), "atac": (b, q)}``."""
-    return {
-        key: torch.as_tensor(np.stack([item[key] for item in batch])) for key in ("rna", "atac")
-    }
 
 
 def _adam(params: list[torch.nn.Parameter], **kwargs: Any) -> torch.optim.Adam:
