@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import conaae_scverse as ca
-from conaae_scverse._training_plan import ShardedBatchSampler
+from conaae_scverse._data_module import ShardedBatchSampler
 
 
 def test_sharded_sampler_single_process_covers_every_cell_once():

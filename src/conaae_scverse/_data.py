@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anndata as ad
 import numpy as np
 import pandas as pd
+import torch
 from scipy import sparse
 
 from ._compat import AnnDataManager, LayerField, NumericalObsField
@@ -247,6 +248,14 @@ def get_modality(
             )
             raise ValueError(msg)
     return adata
+
+
+def dense_rows(matrix, rows: np.ndarray) -> torch.Tensor:
+    """Rows of a dense or sparse matrix as a dense float32 tensor."""
+    block = matrix[rows]
+    if sparse.issparse(block):
+        block = block.toarray()
+    return torch.as_tensor(np.asarray(block, dtype=np.float32))
 
 
 def layer_names(adata: ad.AnnData) -> list[str]:

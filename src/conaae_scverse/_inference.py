@@ -14,6 +14,7 @@ from scvi.utils import track
 from . import _data
 from ._arguments import check_features, check_unknown_call
 from ._constants import MODALITIES, OUTPUT_KEYS
+from ._data import dense_rows
 from ._module import sparse_csr
 from ._neighbors import PROGRESS_MIN_BLOCKS, nearest_neighbors, one_to_one_matching
 
@@ -93,7 +94,7 @@ class InferenceMixin:
                     x = _sparse_rows(matrix, rows).to(device)
                     z = self.module.encode_sparse(x, modality)
                 else:
-                    z = self.module.encode(_dense_rows(matrix, rows).to(device), modality)
+                    z = self.module.encode(dense_rows(matrix, rows).to(device), modality)
                 out[rows] = z.cpu().numpy()
         return out
 
@@ -340,13 +341,6 @@ def _match_latents(
             index=names,
         )
     return out
-
-
-def _dense_rows(matrix, rows: np.ndarray) -> torch.Tensor:
-    block = matrix[rows]
-    if sparse.issparse(block):
-        block = block.toarray()
-    return torch.as_tensor(np.asarray(block, dtype=np.float32))
 
 
 def _sparse_rows(matrix, rows: np.ndarray) -> torch.Tensor:

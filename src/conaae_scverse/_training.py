@@ -13,18 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from ._arguments import check_count, check_fraction, is_int, is_number, normalize_mapping
-from ._compat import AnnDataLoader, Trainer, parse_device_args
+from ._compat import Trainer, parse_device_args
 from ._constants import MODALITIES
-from ._inference import _dense_rows
-from ._training_plan import (
-    ConAAETrainingPlan,
-    EpochSnapshot,
-    ShardedBatchSampler,
-    UnpairedLoader,
-)
+from ._data_module import ConAAEDataModule, split_cells
+from ._training_plan import ConAAETrainingPlan, EpochSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -156,33 +150,12 @@ class TrainingMixin:
         self._latent_cache = None  # the weights are about to change
         seed = self.hyperparameters_.seed + 1000 * self.n_train_calls_ if seed is None else seed
         rng = np.random.default_rng(seed)
-
-        train_idx, val_idx = {}, {}
-        for mod, data in self.modalities_.items():
-            perm = rng.permutation(data.n_obs)
-            n_train = max(1, round(train_size * data.n_obs))
-            n_val = (
-                data.n_obs - n_train
-                if validation_size is None
-                else round(validation_size * data.n_obs)
-            )
-            train_idx[mod] = np.sort(perm[:n_train])
-            val_idx[mod] = np.sort(perm[n_train : n_train + n_val])
-            if n_train < 2:
-                msg = (
-                    f"Modality {self.setup_.mod_name(mod)!r} has {n_train} training cell(s); "
-                    "a minibatch needs at least 2 (BatchNorm). Use more cells or a larger "
-                    "train_size."
-                )
-                raise ValueError(msg)
+        mod_names = {mod: self.setup_.mod_name(mod) for mod in MODALITIES}
+        train_idx, val_idx = split_cells(
+            self.modalities_, train_size, validation_size, rng, mod_names
+        )
         self.train_indices_, self.validation_indices_ = train_idx, val_idx
 
-        effective_bs = min(batch_size, *(len(i) for i in train_idx.values()))
-        if effective_bs < batch_size:
-            logger.info(
-                "Using minibatches of %d cells (fewer training cells than batch_size).",
-                effective_bs,
-            )
         strategy = trainer_kwargs.get("strategy")
         distributed = (isinstance(strategy, str) and "ddp" in strategy) or (
             strategy is not None and "DDP" in type(strategy).__name__
@@ -201,30 +174,17 @@ class TrainingMixin:
             # The loaders shard minibatches themselves (ShardedBatchSampler); Lightning must
             # not try to re-instantiate them with its own DistributedSampler.
             trainer_kwargs.setdefault("use_distributed_sampler", False)
-        train_loaders = [
-            self._loader(
-                mod,
-                train_idx[mod],
-                effective_bs,
-                shuffle=True,
-                distributed=distributed,
-                seed=seed + i,
-            )
-            for i, mod in enumerate(MODALITIES)
-        ]
-        if self.anchor_pairs_ is not None:
-            anchor_loader = self._anchor_loader(train_idx, effective_bs)
-            if anchor_loader is not None:
-                train_loaders.append(anchor_loader)
-        has_validation = all(len(i) >= 2 for i in val_idx.values())
-        val_loader = None
-        if has_validation:
-            val_bs = min(max(effective_bs, 512), *(len(i) for i in val_idx.values()))
-            val_loader = UnpairedLoader(
-                [self._loader(mod, val_idx[mod], val_bs, shuffle=False) for mod in MODALITIES]
-            )
-
-        n_steps = max(1, max(len(i) for i in train_idx.values()) // effective_bs)
+        data = ConAAEDataModule(
+            self.modalities_,
+            train_idx,
+            val_idx,
+            batch_size,
+            anchor_pairs=self.anchor_pairs_,
+            distributed=distributed,
+            seed=seed,
+        )
+        has_validation = data.has_validation
+        n_steps = data.steps_per_epoch
         if max_epochs is None:
             max_epochs = int(np.clip(round(_TARGET_STEPS / n_steps), 20, 500))
         if check_val_every_n_epoch is None:
@@ -258,7 +218,7 @@ class TrainingMixin:
         with torch.random.fork_rng(devices=_cuda_devices(device)):
             torch.manual_seed(seed)
             try:
-                trainer.fit(plan, UnpairedLoader(train_loaders), val_loader)
+                trainer.fit(plan, datamodule=data)
             except BaseException as err:
                 self._recover(trainer, snapshot)
                 # Lightning turns Ctrl+C (KeyboardInterrupt) into sys.exit(1): give it back.
@@ -294,62 +254,6 @@ class TrainingMixin:
             "%d completed epoch(s).",
             snapshot.completed_epochs + 1,
             snapshot.completed_epochs,
-        )
-
-    def _loader(
-        self,
-        mod: str,
-        indices: np.ndarray,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        distributed: bool = False,
-        seed: int = 0,
-    ):
-        # drop_last keeps BatchNorm away from a last minibatch of a single cell.
-        drop_last = shuffle and len(indices) > batch_size
-        if distributed:
-            # Under DDP each process takes its own share of every epoch's minibatches.
-            sampler = ShardedBatchSampler(
-                len(indices), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed
-            )
-            dataset = self.modalities_[mod].manager.create_torch_dataset(indices=indices)
-            return DataLoader(dataset, sampler=sampler, batch_size=None)
-        return AnnDataLoader(
-            self.modalities_[mod].manager,
-            indices=indices,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-        )
-
-    def _anchor_loader(self, train_idx: dict[str, np.ndarray], batch_size: int):
-        """Minibatches of known pairs whose both cells are training cells (anchor mode only)."""
-        pairs = self.anchor_pairs_
-        keep = np.isin(pairs[:, 0], train_idx[MODALITIES.RNA]) & np.isin(
-            pairs[:, 1], train_idx[MODALITIES.ATAC]
-        )
-        pairs = pairs[keep]
-        if len(pairs) < 2:
-            logger.warning("Fewer than 2 known pairs among the training cells: anchor loss off.")
-            return None
-        rna = self.modalities_[MODALITIES.RNA].matrix
-        atac = self.modalities_[MODALITIES.ATAC].matrix
-
-        def collate(rows: list[int]) -> dict[str, torch.Tensor]:
-            chosen = pairs[np.asarray(rows)]
-            return {
-                MODALITIES.RNA: _dense_rows(rna, chosen[:, 0]),
-                MODALITIES.ATAC: _dense_rows(atac, chosen[:, 1]),
-            }
-
-        bs = min(batch_size, len(pairs))
-        return DataLoader(
-            range(len(pairs)),
-            batch_size=bs,
-            shuffle=True,
-            drop_last=len(pairs) > bs,
-            collate_fn=collate,
         )
 
     def _append_history(self, trainer, n_epochs: int | None = None) -> None:

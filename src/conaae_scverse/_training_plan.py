@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-from itertools import cycle
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader
 
 from ._compat import TrainingPlan
 from ._constants import LOSS_KEYS, REGISTRY_KEYS
@@ -19,29 +16,6 @@ from ._module import ConAAEModule
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or infinite during training."""
-
-
-class UnpairedLoader(DataLoader):
-    """Iterates the per-modality loaders side by side; each shuffles on its own.
-
-    An epoch is one pass over the largest loader; the others are cycled. Row ``i`` of one
-    modality's minibatch is unrelated to row ``i`` of the other's: nothing is paired by order.
-    The optional anchor loader (known pairs) is cycled too.
-    """
-
-    def __init__(self, loaders: list[DataLoader]):
-        self.loaders = loaders
-        self.largest = int(np.argmax([len(dl) for dl in loaders]))
-        super().__init__(loaders[self.largest])
-
-    def __len__(self) -> int:
-        return len(self.loaders[self.largest])
-
-    def __iter__(self):
-        iterators = [
-            iter(dl) if i == self.largest else cycle(dl) for i, dl in enumerate(self.loaders)
-        ]
-        return zip(*iterators, strict=False)
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -274,52 +248,6 @@ class EpochSnapshot(Callback):
     def restore(self) -> None:
         """Put the copied weights back into the module."""
         self.module.load_state_dict(self.state)
-
-
-class ShardedBatchSampler:
-    """Minibatches of dataset positions, split across the processes of a distributed run.
-
-    Used instead of the default sampler under DDP (``strategy="ddp"`` / ``"ddp_spawn"``). The
-    shuffled order of each epoch comes from ``seed`` and the epoch number, so it is the same
-    on every process, and each process takes every ``world_size``-th minibatch of it. The
-    number of minibatches per process is equal on all processes (the tail is dropped). The
-    process group is read when iterating, i.e. inside ``Trainer.fit``, not at construction.
-    Outside a distributed run it behaves like a plain (optionally shuffled) batch sampler.
-    """
-
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int = 0):
-        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
-        self.drop_last, self.seed, self.epoch = drop_last, seed, 0
-
-    @staticmethod
-    def _rank_world() -> tuple[int, int]:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-
-    def _n_batches(self) -> int:
-        full, rest = divmod(self.n, self.batch_size)
-        return max(1, full + (rest > 0 and not self.drop_last))
-
-    def __len__(self) -> int:
-        _, world = self._rank_world()
-        return max(1, self._n_batches() // world)
-
-    def __iter__(self):
-        rank, world = self._rank_world()
-        order = (
-            np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
-            if self.shuffle
-            else np.arange(self.n)
-        )
-        self.epoch += 1
-        batches = [
-            order[i : i + self.batch_size].tolist() for i in range(0, self.n, self.batch_size)
-        ][: self._n_batches()]
-        per_rank = max(1, len(batches) // world)
-        for b in range(per_rank):
-            yield batches[(b * world + rank) % len(batches)]
 
 
 def _adam(params: list[torch.nn.Parameter], **kwargs: Any) -> torch.optim.Adam:
