@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import _data, _persistence
+from . import _data, _persistence, _registration
 from ._arguments import check_features, resolve_log1p
 from ._compat import parse_device_args
 from ._constants import MODALITIES
@@ -162,7 +161,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
         input_transform = params.input_transform
         registry = None if saved is None else saved.settings
         _data.check_mudata(mdata)
-        registration = _data.recall_registration(mdata)
+        registration = _registration.recall_registration(mdata)
         if registration is None:
             msg = (
                 "This MuData has not been set up. Call "
@@ -355,71 +354,10 @@ class ConAAE(TrainingMixin, InferenceMixin):
         --------
         >>> ConAAE.setup_mudata(mdata, rna_mod="rna", atac_mod="atac", labels_key="cell_type")
         """
-        _data.check_mudata(mdata)
-        if rna_mod == atac_mod:
-            msg = (
-                f"rna_mod and atac_mod are both {rna_mod!r}; they must name two different "
-                f"modalities of the MuData (available: {list(mdata.mod)})."
-            )
-            raise ValueError(msg)
-        setup = _data.SetupArgs(rna_mod, atac_mod, rna_layer, atac_layer, labels_key, anchor_key)
-        adatas = {
-            MODALITIES.RNA: _data.get_modality(mdata, rna_mod, "rna"),
-            MODALITIES.ATAC: _data.get_modality(mdata, atac_mod, "atac"),
-        }
-        # The one full scan of the values (numeric, finite): models fetch the result.
-        matrices = {
-            mod: _data.get_matrix(adatas[mod], setup.layer(mod), setup.mod_name(mod))
-            for mod in MODALITIES
-        }
-        by_name = {setup.mod_name(mod): adata for mod, adata in adatas.items()}
-        categories: list[str] = []
-        if labels_key is not None:
-            if not isinstance(labels_key, str):
-                msg = f"labels_key must be a column name (str) or None, got {labels_key!r}."
-                raise TypeError(msg)
-            categories = _data.label_categories(by_name, labels_key)
-            unlabelled = _data.unlabelled_modalities(by_name, labels_key)
-            if unlabelled and anchor_key is None and gene_links is None:
-                # Measured by benchmarks/label_transfer.py: the geometric (OT) prior can pair
-                # look-alike populations wrongly where the two geometries disagree.
-                msg = (
-                    f"labels_key {labels_key!r} has no labels in modality {unlabelled[0]!r}. "
-                    "Which of its populations is which then comes from the shape of the data "
-                    "alone (the model's label_prior='ot'), and look-alike populations can be "
-                    "swapped. Pass gene_links=ca.pp.link_peaks_to_genes(...) when peaks have "
-                    "coordinates, label a few of its cells, or pass anchor_key."
-                )
-                warnings.warn(msg, UserWarning, stacklevel=2)
-        anchors = None
-        if anchor_key is not None:
-            anchors = _data.anchor_pairs(
-                adatas[MODALITIES.RNA], adatas[MODALITIES.ATAC], anchor_key, rna_mod, atac_mod
-            )
-        if gene_links is not None:
-            gene_links = _data.check_gene_links(
-                gene_links, adatas[MODALITIES.RNA], adatas[MODALITIES.ATAC], atac_mod
-            )
-        modalities = {
-            mod: _data.build_modality(
-                mod,
-                adatas[mod],
-                matrices[mod],
-                _data.label_codes(adatas[mod], labels_key, categories),
-            )
-            for mod in MODALITIES
-        }
-        _data.remember_registration(
+        _registration.register(
             mdata,
-            _data.Registration(
-                setup=setup,
-                adatas=adatas,
-                sources=matrices,
-                modalities=modalities,
-                categories=categories,
-                anchor_pairs=anchors,
-                gene_links=gene_links,
-            ),
+            _data.SetupArgs(rna_mod, atac_mod, rna_layer, atac_layer, labels_key, anchor_key),
+            gene_links,
         )
 
     # ------------------------------------------------------------------ persistence
@@ -480,7 +418,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
         """
         saved = _persistence.read_model(dir_path)
         setup = saved.settings["setup"]
-        existing = _data.recall_setup(mdata)
+        existing = _registration.recall_setup(mdata)
         if existing is None or existing.to_dict() != setup:
             cls.setup_mudata(mdata, **setup)
         model = cls._restore(mdata, saved)
