@@ -184,14 +184,15 @@ def profile(args):
     import torch
 
     from conaae_scverse import ConAAE, _losses
-    from conaae_scverse._training_plan import UnpairedLoader
+    from conaae_scverse._data_module import ConAAEDataModule
 
     labels_key = common.LABEL_KEYS["sci_car"]
     split = common.make_split(common.load_dataset("sci_car", args.data_dir), seed=args.seed)
     ConAAE.setup_mudata(split.train, labels_key=labels_key)
     model = ConAAE(split.train, seed=args.seed)
-    idx = {k: np.arange(d.n_obs) for k, d in model.modalities_.items()}
-    loader = UnpairedLoader([model._loader(k, idx[k], 256, shuffle=True) for k in idx])
+    every = {k: np.arange(d.n_obs) for k, d in model.modalities_.items()}
+    none = {k: np.array([], dtype=np.int64) for k in every}
+    loader = ConAAEDataModule(model.modalities_, every, none, 256).train_dataloader()
     n_target = args.profile_steps
 
     def clock():

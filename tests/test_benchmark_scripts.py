@@ -30,6 +30,7 @@ DATA = ROOT / ".." / "shared" / "data"
         ("prior_cost.py", "prior_cost_quick", False),
         ("geometry_check.py", "geometry_check_quick", False),
         ("unknown_types.py", "unknown_types_quick", False),
+        ("vs_scglue.py", "vs_scglue_quick", True),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
