@@ -39,17 +39,19 @@ import _common as common
 DATASETS = ("snare", "simulated")
 
 
-def run(dataset: str, seed: int, held_out: str, args: argparse.Namespace) -> dict:
-    """Train without one type in the RNA reference; score the ATAC cells' calls."""
+def _load(dataset: str, seed: int, args: argparse.Namespace):
+    if dataset == "simulated":
+        return common.load_dataset(dataset, n_cells=args.sim_cells, random_state=seed)
+    return common.load_dataset(dataset, args.data_dir, random_state=seed)
+
+
+def run(dataset: str, seed: int, held_out: str, full, args: argparse.Namespace) -> dict:
+    """Train without one type in the RNA reference of ``full``; score the ATAC cells' calls."""
     from sklearn.metrics import roc_auc_score
 
     from conaae_scverse import ConAAE
 
     key = common.LABEL_KEYS[dataset]
-    if dataset == "simulated":
-        full = common.load_dataset(dataset, n_cells=args.sim_cells, random_state=seed)
-    else:
-        full = common.load_dataset(dataset, args.data_dir, random_state=seed)
     rna_labels = full.mod["rna"].obs[key].astype(str).to_numpy()
     mdata = common._subset(
         full, np.flatnonzero(rna_labels != held_out), np.arange(full.mod["atac"].n_obs)
@@ -156,12 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:
         key = common.LABEL_KEYS[dataset]
         for seed in range(args.seeds):
-            if dataset == "simulated":
-                labels = common.load_dataset(dataset, n_cells=args.sim_cells, random_state=seed)
-            else:
-                labels = common.load_dataset(dataset, args.data_dir, random_state=seed)
-            for held_out in sorted(labels.mod["rna"].obs[key].astype(str).unique()):
-                result = run(dataset, seed, held_out, args)
+            full = _load(dataset, seed, args)  # run() trains on copies of it
+            for held_out in sorted(full.mod["rna"].obs[key].astype(str).unique()):
+                result = run(dataset, seed, held_out, full, args)
                 results.append(result)
                 print(
                     f"  {dataset} | without {held_out} | seed {seed}: AUROC "

@@ -12,8 +12,8 @@ from scvi.utils import track
 logger = logging.getLogger(__name__)
 
 Metric = Literal["l1", "l2"]
-METRICS: tuple[str, ...] = ("l1", "l2")
-_P = {"l1": 1.0, "l2": 2.0}
+_P = {"l1": 1.0, "l2": 2.0}  # the p of each metric's Minkowski distance
+METRICS: tuple[str, ...] = tuple(_P)
 #: Above this many query x reference pairs, "auto" switches to approximate search.
 EXACT_LIMIT = 50_000 * 50_000
 #: Largest problem for one-to-one matching (the assignment needs the full cost matrix).

@@ -58,7 +58,7 @@ class Registration:
         """Fail if a registered modality or matrix of ``mdata`` was replaced since setup."""
         for mod, adata in self.adatas.items():
             name = self.setup.mod_name(mod)
-            current = mdata.mod.get(name) if name in mdata.mod else None
+            current = mdata.mod.get(name)
             layer = self.setup.layer(mod)
             replaced = current is not adata or current.shape != adata.shape
             if not replaced:
