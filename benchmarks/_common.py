@@ -14,6 +14,7 @@ Honesty rules kept here, so that every script follows them:
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -21,11 +22,13 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import anndata as ad
 import mudata as md
 import numpy as np
 import pandas as pd
@@ -65,6 +68,131 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
     return Path(data_dir).resolve() if data_dir else DEFAULT_DATA_DIR.resolve()
 
 
+# ---------------------------------------------------------------------------------- flags
+def add_standard_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    seeds: int = 1,
+    threads: int | None = 1,
+    quick: str = "smoke test",
+    data_dir: bool = False,
+    first_seed: bool = False,
+) -> argparse.ArgumentParser:
+    """Add the flags every benchmark script shares.
+
+    ``--out DIR`` (results folder), ``--seeds N`` (seeds 0 to N-1, or from ``--first-seed``),
+    ``--jobs J`` (worker processes), ``--threads T`` (torch threads per job) and ``--quick``;
+    with ``data_dir=True`` also ``--data-dir``. Defaults of ``seeds`` and ``threads`` are the
+    script's own (``threads=None``: torch's default, every core).
+    """
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_RESULTS_DIR,
+        metavar="DIR",
+        help="results folder (%(default)s)",
+    )
+    span = "--first-seed .. --first-seed + N - 1" if first_seed else "0 .. N-1"
+    parser.add_argument(
+        "--seeds", type=int, default=seeds, metavar="N", help=f"run seeds {span} (%(default)s)"
+    )
+    if first_seed:
+        parser.add_argument(
+            "--first-seed", type=int, default=0, metavar="S", help="seeds start here"
+        )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="J",
+        help="runs in parallel worker processes, each with --threads torch threads (1: in this "
+        "process)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=threads,
+        metavar="T",
+        help="torch CPU threads per job (%(default)s" + ("" if threads else ": every core") + ")",
+    )
+    if data_dir:
+        parser.add_argument(
+            "--data-dir",
+            default=None,
+            metavar="DIR",
+            help="datasets folder (default: ../shared/data)",
+        )
+    parser.add_argument("--quick", action="store_true", help=quick)
+    return parser
+
+
+def seed_range(args: argparse.Namespace) -> range:
+    """The seeds of ``--seeds`` (and ``--first-seed`` where a script has it)."""
+    first = getattr(args, "first_seed", 0)
+    return range(first, first + args.seeds)
+
+
+def single_seed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The one seed of a timing script, which times one run at a time: ``--first-seed``."""
+    if args.seeds != 1:
+        parser.error(
+            "this script times one seed per call: pass --seeds 1 and choose it with --first-seed"
+        )
+    return args.first_seed
+
+
+def threads_note(args: argparse.Namespace) -> str:
+    """``--threads`` and ``--jobs`` in words, for a report's note."""
+    text = f"{args.threads} torch thread(s)" if args.threads else "torch's default threads"
+    return text + (f" in each of {args.jobs} parallel jobs" if args.jobs > 1 else "")
+
+
+# ---------------------------------------------------------------------------------- runner
+def start_worker(threads: int | None) -> None:
+    """Quiet logs; torch (and OpenMP / MKL, where not yet loaded) to ``threads`` threads."""
+    quiet()
+    if threads is None:
+        return
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_tasks(
+    function: Callable[[Any], Any],
+    tasks: Sequence[Any],
+    *,
+    jobs: int = 1,
+    threads: int | None = None,
+    on_result: Callable[[Any, Any], None] | None = None,
+) -> list[Any]:
+    """``function(task)`` for every task, in this process or in ``jobs`` worker processes.
+
+    Each process (this one when ``jobs <= 1``) first limits torch to ``threads`` threads.
+    Results come back in task order; ``on_result(task, result)`` is called for each as soon
+    as it and every task before it are done (to print progress). With ``jobs > 1``,
+    ``function`` and the tasks must pickle: a module-level function and plain values.
+    """
+    results: list[Any] = []
+    if jobs <= 1 or len(tasks) <= 1:
+        start_worker(threads)
+        for task in tasks:
+            results.append(function(task))
+            if on_result is not None:
+                on_result(task, results[-1])
+        return results
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)), initializer=start_worker, initargs=(threads,)
+    ) as pool:
+        for task, result in zip(tasks, pool.map(function, tasks), strict=True):
+            results.append(result)
+            if on_result is not None:
+                on_result(task, result)
+    return results
+
+
 # ---------------------------------------------------------------------------------- data
 def load_dataset(
     name: str,
@@ -98,8 +226,6 @@ def load_bmmc(
     nothing pairs them but the ``true_partner`` columns (evaluation only). ``obs`` keeps
     ``cell_type``, ``batch`` (donor) and ``is_train`` (the challenge's split).
     """
-    import anndata as ad
-
     from conaae_scverse.datasets._utils import build_mudata
 
     folder = resolve_data_dir(data_dir) / BMMC_DIR
@@ -202,38 +328,62 @@ def make_split(
 
 
 # ---------------------------------------------------------------------------------- metrics
+#: Key of the embeddings handed to :func:`conaae_scverse.metrics.evaluate_alignment`.
+_REP = "X_benchmark"
+
+
+def score_alignment(
+    mdata: md.MuData,
+    z_rna: np.ndarray,
+    z_atac: np.ndarray,
+    *,
+    labels_key: str | None = None,
+    ks: Sequence[int] = (10, 50),
+    metric: Literal["l1", "l2"] = "l1",
+) -> dict[str, float]:
+    """:func:`conaae_scverse.metrics.evaluate_alignment` of embeddings of ``mdata``'s cells.
+
+    ``z_rna`` and ``z_atac`` have one row per cell of ``mdata``'s RNA and ATAC modality, in
+    their order; cells are paired by the ``true_partner`` column (evaluation only). Nothing
+    is written to ``mdata``.
+    """
+    from conaae_scverse.metrics import evaluate_alignment
+
+    mods = {}
+    for mod, z in (("rna", z_rna), ("atac", z_atac)):
+        obs = mdata.mod[mod].obs
+        mods[mod] = ad.AnnData(obs=obs.copy(), obsm={_REP: np.asarray(z)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        view = md.MuData(mods)
+    return evaluate_alignment(
+        view, use_rep=_REP, labels_key=labels_key, ks=tuple(ks), metric=metric
+    )
+
+
 def evaluate(model, split: Split, labels_key: str | None) -> dict[str, float]:
     """All metrics on the evaluation cells of ``split`` (row i of RNA <-> row i of ATAC).
 
-    Uses :mod:`conaae_scverse.metrics`: recall@k (l1, the paper's text, and l2), FOSCTTM
-    (Euclidean), the paper's integration accuracy (greedy one-to-one matching of ATAC cells
-    to RNA cells, l1) and the accuracy of the labels predicted for ATAC cells.
+    :func:`score_alignment` (``metrics.evaluate_alignment``): recall@k (l1, the paper's text,
+    and l2), FOSCTTM (Euclidean), the paper's integration accuracy (greedy one-to-one matching
+    of ATAC cells to RNA cells, l1); and the accuracy of the labels the model predicts.
     """
-    from conaae_scverse import metrics
-
     test = split.test
     z_rna = model.get_latent_representation(test, "rna")
     z_atac = model.get_latent_representation(test, "atac")
-    out: dict[str, float] = {"n_eval": float(len(z_rna))}
+    scores = score_alignment(test, z_rna, z_atac, labels_key=labels_key, metric="l1")
+    out: dict[str, float] = {"n_eval": scores["n_pairs"]}
     for k in (10, 50):
-        for metric in ("l1", "l2"):
-            out[f"recall@{k}_{metric}"] = float(
-                metrics.recall_at_k(z_rna, z_atac, k, metric=metric)
-            )
-        out[f"chance@{k}"] = float(metrics.chance_recall_at_k(len(z_rna), k))
-    out["foscttm"] = float(metrics.foscttm(z_rna, z_atac))
+        out[f"recall@{k}_l1"] = scores[f"recall@{k}"]
+        out[f"recall@{k}_l2"] = scores[f"recall@{k}_l2"]
+        out[f"chance@{k}"] = scores[f"chance@{k}"]
+    out["foscttm"] = scores["foscttm"]
     if labels_key is not None:
-        y_rna = test.mod["rna"].obs[labels_key].astype(str).to_numpy()
-        y_atac = test.mod["atac"].obs[labels_key].astype(str).to_numpy()
-        out["atac_label_acc"] = float(
-            (np.asarray(model.predict(test, "atac"), dtype=str) == y_atac).mean()
-        )
-        out["rna_label_acc"] = float(
-            (np.asarray(model.predict(test, "rna"), dtype=str) == y_rna).mean()
-        )
-        out["integration_acc"] = float(
-            metrics.integration_accuracy(z_rna, y_rna, z_atac, y_atac, metric="l1")
-        )
+        for mod in ("atac", "rna"):
+            truth = test.mod[mod].obs[labels_key].astype(str).to_numpy()
+            predicted = np.asarray(model.predict(test, mod), dtype=str)
+            out[f"{mod}_label_acc"] = float((predicted == truth).mean())
+        out["integration_acc"] = scores["integration_accuracy"]
     return out
 
 
@@ -383,17 +533,25 @@ def write_json(path: Path, payload: Any) -> None:
     tmp.replace(path)
 
 
-def write_report(args: Any, name: str, markdown: str, payload: Mapping[str, Any]) -> None:
-    """Write ``<name>.md`` and ``<name>.json`` (with args and environment) to ``args.out_dir``.
+def write_report(
+    args: Any,
+    name: str,
+    markdown: str,
+    payload: Mapping[str, Any],
+    *,
+    quick_suffix: bool = True,
+) -> None:
+    """Write ``<name>.md`` and ``<name>.json`` (with args and environment) to ``args.out``.
 
-    In ``--quick`` mode the files are ``<name>_quick.*``, so that a smoke test never
-    overwrites real results.
+    In ``--quick`` mode the files are ``<name>_quick.*`` (unless ``quick_suffix=False``), so
+    that a smoke test never overwrites real results.
     """
-    stem = name + ("_quick" if args.quick else "")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{stem}.md").write_text(markdown + "\n")
+    stem = name + ("_quick" if args.quick and quick_suffix else "")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(markdown + "\n")
     write_json(
-        args.out_dir / f"{stem}.json",
+        out / f"{stem}.json",
         {
             "environment": environment(),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -403,12 +561,19 @@ def write_report(args: Any, name: str, markdown: str, payload: Mapping[str, Any]
 
 
 def publish(
-    args: Any, name: str, title: str, note: str, table: str, payload: Mapping[str, Any]
+    args: Any,
+    name: str,
+    title: str,
+    note: str,
+    table: str,
+    payload: Mapping[str, Any],
+    *,
+    quick_suffix: bool = True,
 ) -> str:
     """Print a report (title, note, table) and write it with :func:`write_report`."""
     text = "\n\n".join([f"# {title}", note, table])
     print(text)
-    write_report(args, name, text, payload)
+    write_report(args, name, text, payload, quick_suffix=quick_suffix)
     return text
 
 

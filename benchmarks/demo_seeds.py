@@ -3,8 +3,8 @@
 ``conaae demo`` trains on 1,200 simulated paired cells per modality with the pairing hidden and
 half of the ATAC labels hidden, and scores all cells (transductive). This script runs that
 setting for ``--seeds`` seeds with the current default (500 steps, learning rate decaying from
-2e-3 along a cosine) and with the previous one (1,000 steps at a constant 1e-3), one process
-per run (``--jobs`` at a time, one torch thread each), and prints mean ± sd.
+2e-3 along a cosine) and with the previous one (1,000 steps at a constant 1e-3), ``--jobs``
+runs at a time with ``--threads`` torch threads each (one by default), and prints mean ± sd.
 
 Examples
 --------
@@ -22,7 +22,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +45,7 @@ COLUMNS = (
 
 def _run(task: tuple[str, int, int, bool]) -> dict[str, Any]:
     import numpy as np
-    import torch
 
-    torch.set_num_threads(1)
-    common.quiet()
     from conaae_scverse import ConAAE, datasets, metrics
     from conaae_scverse._constants import OUTPUT_KEYS
 
@@ -89,43 +85,39 @@ def _run(task: tuple[str, int, int, bool]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
     parser.add_argument("--n-cells", type=int, default=1200)
-    parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 2 epochs")
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
+    common.add_standard_arguments(parser, seeds=3, quick="smoke test: 1 seed, 2 epochs")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.n_cells = 1, 200
     common.quiet()
-    tasks = [(t, s, args.n_cells, args.quick) for s in range(args.seeds) for t in TRAININGS]
+    tasks = [(t, s, args.n_cells, args.quick) for s in common.seed_range(args) for t in TRAININGS]
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(_run, tasks))
-    for r in results:
+
+    def report(_, r: dict[str, Any]) -> None:
         print(
             f"{r['training']} seed {r['seed']}: FOSCTTM {r['foscttm']:.4f} "
             f"recall@50 {r['recall@50']:.4f} ({r['train_s']:.1f} s)",
             flush=True,
         )
+
+    results = common.run_tasks(_run, tasks, jobs=args.jobs, threads=args.threads, on_result=report)
     rows = []
     for training in TRAININGS:
         runs = [r for r in results if r["training"] == training]
         rows.append([training, str(len(runs)), *common.summary_cells(runs, COLUMNS)])
     command = " ".join(argv if argv is not None else sys.argv[1:])
-    markdown = (
-        "# The demo's setting over seeds (benchmarks/demo_seeds.py)\n\n"
+    note = (
         f"Command: `python benchmarks/demo_seeds.py {command}`; {len(tasks)} runs in "
-        f"{time.perf_counter() - start:.0f} s, {args.jobs} parallel job(s), one torch thread "
-        f"each. {args.n_cells} simulated cells per modality, half of the ATAC labels hidden, "
-        "all cells scored.\n\n"
-        + common.markdown_table(
-            ["training", "seeds", "FOSCTTM", "recall@50", "hidden ATAC label ACC", "train s"],
-            rows,
-        )
+        f"{time.perf_counter() - start:.0f} s, {args.jobs} parallel job(s), {args.threads} torch "
+        f"thread(s) each. {args.n_cells} simulated cells per modality, half of the ATAC labels "
+        "hidden, all cells scored."
     )
-    print(markdown)
-    common.write_report(args, "demo_seeds", markdown, {"runs": results})
+    table = common.markdown_table(
+        ["training", "seeds", "FOSCTTM", "recall@50", "hidden ATAC label ACC", "train s"], rows
+    )
+    title = "The demo's setting over seeds (benchmarks/demo_seeds.py)"
+    common.publish(args, "demo_seeds", title, note, table, {"runs": results})
     return results
 
 

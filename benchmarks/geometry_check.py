@@ -56,39 +56,47 @@ def permutation_costs(mdata, key: str, seed: int) -> tuple[float, float, int, fl
     return float(true), float(min(costs)), better, float(sizes.max() / sizes.min())
 
 
+def _check(task: tuple[str, int, str | None]) -> dict:
+    """The costs of one dataset and seed."""
+    dataset, seed, data_dir = task
+    if dataset == "simulated":
+        mdata = common.load_dataset(dataset, n_cells=1200, random_state=seed)
+    else:
+        mdata = common.load_dataset(dataset, data_dir, random_state=seed)
+    true, lowest, better, ratio = permutation_costs(mdata, common.LABEL_KEYS[dataset], seed)
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "true": true,
+        "lowest": lowest,
+        "better": better,
+        "size_ratio": ratio,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["simulated", "snare", "sci_car"])
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--quick", action="store_true", help="smoke test: simulated, 1 seed")
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
+    common.add_standard_arguments(
+        parser, seeds=4, threads=None, quick="smoke test: simulated, 1 seed", data_dir=True
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.datasets, args.seeds = ["simulated"], 1
     common.quiet()
-    rows, results = [], []
-    for dataset in args.datasets:
-        for seed in range(args.seeds):
-            if dataset == "simulated":
-                mdata = common.load_dataset(dataset, n_cells=1200, random_state=seed)
-            else:
-                mdata = common.load_dataset(dataset, args.data_dir, random_state=seed)
-            key = common.LABEL_KEYS[dataset]
-            true, lowest, better, ratio = permutation_costs(mdata, key, seed)
-            results.append(
-                {
-                    "dataset": dataset,
-                    "seed": seed,
-                    "true": true,
-                    "lowest": lowest,
-                    "better": better,
-                    "size_ratio": ratio,
-                }
-            )
-            rows.append(
-                [dataset, str(seed), f"{true:.4f}", f"{lowest:.4f}", str(better), f"{ratio:.2f}"]
-            )
+    tasks = [(d, seed, args.data_dir) for d in args.datasets for seed in common.seed_range(args)]
+    results = common.run_tasks(_check, tasks, jobs=args.jobs, threads=args.threads)
+    rows = [
+        [
+            r["dataset"],
+            str(r["seed"]),
+            f"{r['true']:.4f}",
+            f"{r['lowest']:.4f}",
+            str(r["better"]),
+            f"{r['size_ratio']:.2f}",
+        ]
+        for r in results
+    ]
     table = common.markdown_table(
         [
             "dataset",

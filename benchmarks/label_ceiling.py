@@ -10,7 +10,7 @@ cell have the ATAC cell's label?) is limited accordingly.
 Examples
 --------
 python benchmarks/label_ceiling.py
-python benchmarks/label_ceiling.py --datasets sci_car
+python benchmarks/label_ceiling.py --datasets sci_car --seeds 3
 """
 
 from __future__ import annotations
@@ -41,42 +41,68 @@ def cross_validated_accuracy(matrix, labels: np.ndarray, *, folds: int, seed: in
     return float(cross_val_score(model, values, labels, cv=splits).mean())
 
 
+def _ceiling(task: tuple[str, int, argparse.Namespace]) -> list[dict]:
+    """Both modalities of one dataset, one seed (folds, and the quick subsample)."""
+    dataset, seed, args = task
+    mdata = common.load_dataset(dataset, args.data_dir)
+    if args.quick:
+        mdata = common.subsample_pairs(mdata, 300, seed=seed)
+    key = common.LABEL_KEYS[dataset]
+    results = []
+    for modality in ("rna", "atac"):
+        adata = mdata.mod[modality]
+        labels = adata.obs[key].astype(str).to_numpy()
+        results.append(
+            {
+                "dataset": dataset,
+                "modality": modality,
+                "seed": seed,
+                "accuracy": cross_validated_accuracy(adata.X, labels, folds=args.folds, seed=seed),
+                "majority": float(np.unique(labels, return_counts=True)[1].max() / len(labels)),
+            }
+        )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["sci_car", "snare", "bmmc"])
-    parser.add_argument("--data-dir", default=None)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="smoke test: 300 cells")
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
+    common.add_standard_arguments(
+        parser, threads=None, quick="smoke test: 300 cells", data_dir=True
+    )
     args = parser.parse_args(argv)
     common.quiet()
-    rows, results = [], []
+    seeds = common.seed_range(args)
+    tasks = [(dataset, seed, args) for dataset in args.datasets for seed in seeds]
+    per_task = common.run_tasks(_ceiling, tasks, jobs=args.jobs, threads=args.threads)
+    results = [r for pair in per_task for r in pair]
+    rows = []
     for dataset in args.datasets:
-        mdata = common.load_dataset(dataset, args.data_dir)
-        if args.quick:
-            mdata = common.subsample_pairs(mdata, 300, seed=args.seed)
-        key = common.LABEL_KEYS[dataset]
         for modality in ("rna", "atac"):
-            adata = mdata.mod[modality]
-            labels = adata.obs[key].astype(str).to_numpy()
-            accuracy = cross_validated_accuracy(adata.X, labels, folds=args.folds, seed=args.seed)
-            majority = float(np.unique(labels, return_counts=True)[1].max() / len(labels))
-            results.append(
-                {
-                    "dataset": dataset,
-                    "modality": modality,
-                    "accuracy": accuracy,
-                    "majority": majority,
-                }
+            runs = [r for r in results if r["dataset"] == dataset and r["modality"] == modality]
+            rows.append(
+                [
+                    dataset,
+                    modality,
+                    " ".join(f"{100 * r['accuracy']:.1f}" for r in runs),
+                    " ".join(f"{100 * r['majority']:.1f}" for r in runs),
+                ]
             )
-            rows.append([dataset, modality, f"{100 * accuracy:.1f}", f"{100 * majority:.1f}"])
+    per_seed = " per seed" if len(seeds) > 1 else ""
     table = common.markdown_table(
-        ["dataset", "modality", "label accuracy, 5-fold CV (%)", "majority class (%)"], rows
+        [
+            "dataset",
+            "modality",
+            f"label accuracy, 5-fold CV (%){per_seed}",
+            f"majority class (%){per_seed}",
+        ],
+        rows,
     )
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
     note = (
         "Logistic regression (C=0.1) on log1p + z-scored features of one modality, stratified "
-        f"{args.folds}-fold cross-validation, seed {args.seed}."
+        f"{args.folds}-fold cross-validation, {seed_text}."
         + (" QUICK MODE: 300 cells, numbers meaningless." if args.quick else "")
     )
     common.publish(

@@ -73,10 +73,11 @@ def _split(mdata, dataset: str):
     return train, test
 
 
-def run(dataset: str, seed: int, setting: str, args: argparse.Namespace) -> dict:
+def run(task: tuple[str, int, str, argparse.Namespace]) -> dict:
     """Train in one setting; score the hidden ATAC labels and the alignment."""
     from conaae_scverse import ConAAE, metrics
 
+    dataset, seed, setting, args = task
     fraction, prior = SETTINGS[setting]
     key = common.LABEL_KEYS[dataset]
     if dataset == "simulated":
@@ -113,7 +114,7 @@ def run(dataset: str, seed: int, setting: str, args: argparse.Namespace) -> dict
         "setting": setting,
         "hidden_cells": int(hidden.sum()),
         "accuracy": float(correct.mean()),
-        "foscttm": float(metrics.foscttm(z_rna, z_atac[common.partner_index(test)])),
+        "foscttm": common.score_alignment(test, z_rna, z_atac)["foscttm"],
         "calibration_error": ece,
         "train_s": seconds,
         "prior_s": prior_seconds,
@@ -165,8 +166,9 @@ def publish(results: list[dict], args: argparse.Namespace) -> None:
         rows,
     )
     note = (
-        f"Seeds 0-{args.seeds - 1}; default model and training; CPU, {args.threads} torch "
-        "thread(s). Accuracy of `ConAAE.predict` on the ATAC cells whose labels were hidden "
+        f"Seeds 0-{args.seeds - 1}; default model and training; CPU, "
+        f"{common.threads_note(args)}. Accuracy of `ConAAE.predict` on the ATAC cells whose "
+        "labels were hidden "
         "(BMMC: all cells of the held-out donor); FOSCTTM on the same cells' known pairs "
         "(chance 0.5); calibration error: expected calibration error of the predicted label's "
         "probability (0 = calibrated)."
@@ -199,23 +201,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--sim-cells", type=int, default=1200)
     parser.add_argument("--bar", type=float, default=0.9, help="accuracy counted per seed")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke test: 1 seed, 2 epochs, 300 simulated cells, simulated and BMMC data",
-    )
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
     parser.add_argument(
         "--merge",
         nargs="+",
         type=Path,
         default=None,
         help="render one table from the JSON files of earlier runs instead of running",
+    )
+    common.add_standard_arguments(
+        parser,
+        seeds=4,
+        threads=2,
+        quick="smoke test: 1 seed, 2 epochs, 300 simulated cells, simulated and BMMC data",
+        data_dir=True,
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -226,24 +226,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge(args)
     common.quiet()
-    import torch
+    tasks = [
+        (dataset, seed, setting, args)
+        for dataset in args.datasets
+        for setting in settings_for(dataset)
+        if setting in args.settings
+        for seed in common.seed_range(args)
+    ]
 
-    torch.set_num_threads(args.threads)
-    results = []
-    for dataset in args.datasets:
-        for setting in settings_for(dataset):
-            if setting not in args.settings:
-                continue
-            for seed in range(args.seeds):
-                result = run(dataset, seed, setting, args)
-                results.append(result)
-                print(
-                    f"  {dataset} | {setting} | seed {seed}: accuracy {result['accuracy']:.3f}"
-                    f", FOSCTTM {result['foscttm']:.3f}, prior accuracy "
-                    f"{result['prior_accuracy']}, {result['train_s']:.0f} s "
-                    f"(prior and setup {result['prior_s']:.1f} s)",
-                    flush=True,
-                )
+    def report(_, result: dict) -> None:
+        print(
+            f"  {result['dataset']} | {result['setting']} | seed {result['seed']}: accuracy "
+            f"{result['accuracy']:.3f}, FOSCTTM {result['foscttm']:.3f}, prior accuracy "
+            f"{result['prior_accuracy']}, {result['train_s']:.0f} s "
+            f"(prior and setup {result['prior_s']:.1f} s)",
+            flush=True,
+        )
+
+    results = common.run_tasks(run, tasks, jobs=args.jobs, threads=args.threads, on_result=report)
     publish(results, args)
     return 0
 

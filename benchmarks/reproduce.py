@@ -23,8 +23,10 @@ python benchmarks/reproduce.py --datasets sci_car --rows Basic Con-AAE --seeds 5
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +102,6 @@ QUICK_GRID = {"sizes": [300], "snrs": [None]}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None, help="default: ../shared/data from the repo")
-    parser.add_argument("--out", default=str(common.DEFAULT_RESULTS_DIR), help="output folder")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
     parser.add_argument(
         "--datasets",
         nargs="+",
@@ -111,7 +110,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--full", action="store_true", help="the paper's full simulation grid")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 2 epochs")
     parser.add_argument(
         "--max-epochs", type=int, default=None, help="override (default: the model's default)"
     )
@@ -122,6 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="subsample the real datasets to this many cells (default: all; --quick: 300)",
+    )
+    common.add_standard_arguments(
+        parser,
+        seeds=3,
+        threads=None,
+        quick="smoke test: 1 seed, 2 epochs, 300 cells, tiny grid",
+        data_dir=True,
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -138,77 +143,107 @@ def _spec(row: str, max_epochs: int | None) -> common.RunSpec:
     return common.RunSpec(row, dict(model_kwargs), train_kwargs, anchor)
 
 
-def run_ablation(
-    dataset: str, mdata, mode: str, args: argparse.Namespace, log
-) -> dict[str, dict[str, Any]]:
-    """Every requested row x seed on one dataset and mode; identical configs run once."""
-    labels_key = common.LABEL_KEYS[dataset]
-    out: dict[str, dict[str, Any]] = {}
-    done: dict[str, str] = {}
+@dataclass(frozen=True)
+class Task:
+    """One training run: an ablation row on a real dataset, or a cell of the simulation grid."""
+
+    dataset: str
+    mode: str  # "heldout" or "transductive"
+    row: str
+    seed: int
+    keep_history: bool = False
+    n_cells: int | None = None  # simulation grid only
+    snr: float | None = None
+
+
+@functools.cache
+def _real_dataset(name: str, data_dir: str | None, max_cells: int | None):
+    """A real dataset, loaded once per process (runs only read it)."""
+    mdata = common.load_dataset(name, data_dir)
+    return mdata if max_cells is None else common.subsample_pairs(mdata, max_cells, seed=0)
+
+
+def run_task(task: Task, args: argparse.Namespace) -> dict[str, Any]:
+    """Train and evaluate one run."""
+    if task.dataset == "simulated":
+        mdata = common.load_dataset(
+            "simulated", n_cells=task.n_cells, snr=task.snr, random_state=task.seed
+        )
+    else:
+        mdata = _real_dataset(task.dataset, args.data_dir, args.max_cells)
+    split = common.make_split(mdata, seed=task.seed, transductive=task.mode == "transductive")
+    return common.run_once(
+        _spec(task.row, args.max_epochs),
+        split,
+        labels_key=common.LABEL_KEYS[task.dataset],
+        seed=task.seed,
+        accelerator=args.accelerator,
+        keep_history=task.keep_history,
+    )
+
+
+def plan(args: argparse.Namespace) -> tuple[list[Task], dict[tuple[str, str, str], str]]:
+    """Every run to do, and the rows that repeat an earlier row's configuration (run once)."""
+    tasks: list[Task] = []
+    same_as: dict[tuple[str, str, str], str] = {}
     default_key = _spec("Con-AAE", args.max_epochs).key()  # its seed-0 curves are plotted
-    for row in args.rows:
-        spec = _spec(row, args.max_epochs)
-        if spec.key() in done:  # e.g. Basic_contra_cyc and Con-AAE: the same configuration
-            out[row] = {**out[done[spec.key()]], "same_as": done[spec.key()]}
-            log(f"  {dataset} {mode} {row}: same configuration as {done[spec.key()]}")
+    seeds = common.seed_range(args)
+    for dataset in args.datasets:
+        if dataset == "simulated":
+            grid = QUICK_GRID if args.quick else FULL_GRID if args.full else REDUCED_GRID
+            cells = [(n, snr) for n in grid["sizes"] for snr in grid["snrs"]]
+            tasks += [
+                Task(dataset, "heldout", "Con-AAE", seed, seed == 0 and i == 0, n, snr)
+                for i, (n, snr) in enumerate(cells)
+                for seed in seeds
+            ]
             continue
-        runs = []
-        for seed in range(args.seeds):
-            split = common.make_split(mdata, seed=seed, transductive=mode == "transductive")
-            keep = spec.key() == default_key and seed == 0
-            result = common.run_once(
-                spec,
-                split,
-                labels_key=labels_key,
-                seed=seed,
-                accelerator=args.accelerator,
-                keep_history=keep,
-            )
-            runs.append(result)
-            log(
-                f"  {dataset} {mode} {row} seed {seed}: FOSCTTM {result['foscttm']:.3f} "
-                f"recall@50 {result['recall@50_l1']:.3f} int-ACC "
-                f"{result.get('integration_acc', float('nan')):.3f} ({result['wall_s']:.1f} s)"
-            )
-        out[row] = {"runs": runs, "summary": common.summarize(runs)}
-        done[spec.key()] = row
-    return out
+        for mode in _modes(dataset):
+            done: dict[str, str] = {}
+            for row in args.rows:
+                key = _spec(row, args.max_epochs).key()
+                if key in done:  # e.g. Basic_contra_cyc and Con-AAE: the same configuration
+                    same_as[dataset, mode, row] = done[key]
+                    continue
+                done[key] = row
+                keep = key == default_key
+                tasks += [Task(dataset, mode, row, seed, keep and seed == 0) for seed in seeds]
+    return tasks, same_as
 
 
-def run_simulation(grid: dict[str, list], args: argparse.Namespace, log) -> dict[str, Any]:
-    """The default model on each (n_cells, SNR) cell of the grid, held-out protocol."""
-    out = {}
-    spec = _spec("Con-AAE", args.max_epochs)
-    for n_cells in grid["sizes"]:
-        for snr in grid["snrs"]:
-            runs = []
-            for seed in range(args.seeds):
-                mdata = common.load_dataset(
-                    "simulated", n_cells=n_cells, snr=snr, random_state=seed
-                )
-                split = common.make_split(mdata, seed=seed)
-                keep = seed == 0 and not out
-                result = common.run_once(
-                    spec,
-                    split,
-                    labels_key="batch",
-                    seed=seed,
-                    accelerator=args.accelerator,
-                    keep_history=keep,
-                )
-                runs.append(result)
-                log(
-                    f"  simulated n={n_cells} snr={snr} seed {seed}: FOSCTTM "
-                    f"{result['foscttm']:.3f} recall@50 {result['recall@50_l1']:.3f} "
-                    f"({result['wall_s']:.1f} s)"
-                )
-            out[f"{n_cells}|{snr}"] = {
-                "n_cells": n_cells,
-                "snr": snr,
-                "runs": runs,
-                "summary": common.summarize(runs),
+def collect(
+    tasks: list[Task], runs: list[dict[str, Any]], same_as: dict, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Runs by dataset, mode and row (simulation: by grid cell), with their summaries."""
+    grouped: dict[tuple, list[dict[str, Any]]] = {}
+    for task, run in zip(tasks, runs, strict=True):
+        where = (task.n_cells, task.snr) if task.dataset == "simulated" else (task.mode, task.row)
+        grouped.setdefault((task.dataset, *where), []).append(run)
+    results: dict[str, Any] = {}
+    for dataset in args.datasets:
+        if dataset == "simulated":
+            results[dataset] = {
+                f"{n}|{snr}": {"n_cells": n, "snr": snr, "runs": r, "summary": common.summarize(r)}
+                for (name, n, snr), r in grouped.items()
+                if name == dataset
             }
-    return out
+            continue
+        results[dataset] = {}
+        for mode in _modes(dataset):
+            rows: dict[str, dict[str, Any]] = {}
+            for row in args.rows:
+                first = same_as.get((dataset, mode, row))
+                if first is not None:  # shown on both rows, run once
+                    rows[row] = {**rows[first], "same_as": first}
+                else:
+                    r = grouped[dataset, mode, row]
+                    rows[row] = {"runs": r, "summary": common.summarize(r)}
+            results[dataset][mode] = rows
+    return results
+
+
+def _modes(dataset: str) -> list[str]:
+    return ["heldout"] + (["transductive"] if dataset == "snare" else [])
 
 
 # ------------------------------------------------------------------------- tables
@@ -321,15 +356,13 @@ def targets_table(results: dict[str, Any]) -> str:
     return common.markdown_table(["setting", "metric", "target", "Con-AAE mean", "met"], rows)
 
 
-def write_markdown(path: Path, results: dict[str, Any], meta: dict[str, Any]) -> str:
-    parts = [
-        "# Con-AAE paper reproduction (benchmarks/reproduce.py)",
-        "",
-        f"Command: `{meta['command']}`  ",
+def report(results: dict[str, Any], meta: dict[str, Any]) -> tuple[str, str]:
+    """The note (command, protocol) and the body (one section per table) of reproduce.md."""
+    note = (
+        f"Command: `{meta['command']}`  \n"
         f"Seeds: {meta['seeds']}; epochs: {meta['max_epochs'] or 'model default'}; "
         f"total wall time {meta['total_wall_s']:.0f} s on {meta['env']['cpu_count']} CPU cores "
-        "shared with other jobs (timings are noisy).",
-        "",
+        "shared with other jobs (timings are noisy).\n\n"
         "Mean ± sd over seeds. Held-out: 20 % of the cells (random per seed) are never seen in "
         "training; metrics on them only. Transductive: trained and evaluated on all cells. "
         "Recall@k: fraction of RNA cells whose true ATAC partner is among their k nearest "
@@ -337,43 +370,37 @@ def write_markdown(path: Path, results: dict[str, Any], meta: dict[str, Any]) ->
         "Integration ACC: the paper's greedy one-to-one matching of ATAC to RNA cells (l1), "
         "fraction with the same label. 'paper': value published in Wang et al. 2023 (n/a: "
         "not found); 'FOSCTTM (paper)' for sci-CAR Con-AAE is the score of the authors' "
-        "committed embeddings, not a number printed in the paper.",
-    ]
+        "committed embeddings, not a number printed in the paper."
+    )
     if meta["quick"]:
-        parts += [
-            "",
-            "**Quick smoke run (`--quick`: 1 seed, 2 epochs, 300 cells): these numbers only show "
-            "that the script runs; they are not results.**",
-        ]
+        note += (
+            "\n\n**Quick smoke run (`--quick`: 1 seed, 2 epochs, 300 cells): these numbers only "
+            "show that the script runs; they are not results.**"
+        )
+    sections = []
     for dataset in ("sci_car", "snare"):
         for mode in ("heldout", "transductive"):
             if mode in results.get(dataset, {}):
                 n_eval = next(iter(results[dataset][mode].values()))["summary"]["n_eval"]["mean"]
-                parts += [
-                    "",
-                    f"## {dataset} — {mode} ({n_eval:.0f} evaluation cells)",
-                    "",
-                    ablation_table(dataset, mode, results[dataset][mode]),
-                ]
+                section = (
+                    f"## {dataset} — {mode} ({n_eval:.0f} evaluation cells)\n\n"
+                    + ablation_table(dataset, mode, results[dataset][mode])
+                )
                 if dataset == "snare" and mode == "transductive":
                     refs = ", ".join(f"{k} {v}" for k, v in SNARE_REFERENCES.items())
-                    parts += [
-                        "",
-                        f"Published FOSCTTM on these data (as stated in the issue): {refs}.",
-                    ]
+                    section += (
+                        f"\n\nPublished FOSCTTM on these data (as stated in the issue): {refs}."
+                    )
+                sections.append(section)
     if "simulated" in results:
-        parts += [
-            "",
-            "## simulated (Table 5 grid, default model, held-out)",
-            "",
-            simulation_table(results["simulated"]),
-        ]
+        sections.append(
+            "## simulated (Table 5 grid, default model, held-out)\n\n"
+            + simulation_table(results["simulated"])
+        )
     targets = targets_table(results)
     if targets:
-        parts += ["", "## Targets of the issue (default model)", "", targets]
-    text = "\n".join(parts) + "\n"
-    path.write_text(text)
-    return text
+        sections.append("## Targets of the issue (default model)\n\n" + targets)
+    return note, "\n\n".join(sections)
 
 
 # ------------------------------------------------------------------------- main
@@ -391,23 +418,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common.quiet()
     args = parse_args(argv)
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - start:7.1f} s] {message}", flush=True)
+    def log(task: Task, result: dict[str, Any]) -> None:
+        if task.dataset == "simulated":
+            what = f"simulated n={task.n_cells} snr={task.snr} seed {task.seed}"
+            scores = f"recall@50 {result['recall@50_l1']:.3f}"
+        else:
+            what = f"{task.dataset} {task.mode} {task.row} seed {task.seed}"
+            scores = (
+                f"recall@50 {result['recall@50_l1']:.3f} int-ACC "
+                f"{result.get('integration_acc', float('nan')):.3f}"
+            )
+        print(
+            f"[{time.perf_counter() - start:7.1f} s]   {what}: FOSCTTM {result['foscttm']:.3f} "
+            f"{scores} ({result['wall_s']:.1f} s)",
+            flush=True,
+        )
 
-    results: dict[str, Any] = {}
-    for dataset in args.datasets:
-        if dataset == "simulated":
-            grid = QUICK_GRID if args.quick else FULL_GRID if args.full else REDUCED_GRID
-            results["simulated"] = run_simulation(grid, args, log)
-            continue
-        mdata = common.load_dataset(dataset, args.data_dir)
-        if args.max_cells is not None:
-            mdata = common.subsample_pairs(mdata, args.max_cells, seed=0)
-        modes = ["heldout"] + (["transductive"] if dataset == "snare" else [])
-        results[dataset] = {m: run_ablation(dataset, mdata, m, args, log) for m in modes}
+    tasks, same_as = plan(args)
+    for (dataset, mode, row), first in same_as.items():
+        print(f"  {dataset} {mode} {row}: same configuration as {first}", flush=True)
+    runs = common.run_tasks(
+        functools.partial(run_task, args=args),
+        tasks,
+        jobs=args.jobs,
+        threads=args.threads,
+        on_result=log,
+    )
+    results = collect(tasks, runs, same_as, args)
 
     curves = []
     if not args.no_plots:
@@ -442,15 +481,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "published": {f"{d}|{r}": v for (d, r), v in PUBLISHED.items()},
         "snare_references": SNARE_REFERENCES,
     }
-    text = write_markdown(out_dir / "reproduce.md", results, meta)
+    note, body = report(results, meta)
     _drop_histories(results)  # histories go to the PNGs, not the JSON
     for by_mode in results.values():  # a row that repeats another row's configuration
         for rows in by_mode.values():
             for entry in rows.values() if isinstance(rows, dict) else []:
                 if isinstance(entry, dict) and "same_as" in entry:
                     entry.pop("runs", None)
-    common.write_json(out_dir / "reproduce.json", {"meta": meta, "results": results})
-    print(text)
+    title = "Con-AAE paper reproduction (benchmarks/reproduce.py)"
+    payload = {"meta": meta, "results": results}
+    # reproduce.md in quick mode too, as ever (tests/test_benchmarks.py reads it)
+    common.publish(args, "reproduce", title, note, body, payload, quick_suffix=False)
     print(
         f"Total wall time: {meta['total_wall_s']:.1f} s. Wrote {out_dir / 'reproduce.md'}, "
         f"{out_dir / 'reproduce.json'}" + "".join(f", {out_dir / c}" for c in curves)

@@ -299,16 +299,16 @@ def main(argv=None) -> int:
     parser.add_argument("--atac-density", type=float, default=0.02)
     parser.add_argument("--steps", type=int, default=20, help="training minibatch steps")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
         "--accelerator", default="cpu", help="'cpu' (default), 'gpu' or 'auto' for training"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes")
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
+    common.add_standard_arguments(
+        parser, seeds=1, threads=1, quick="smoke test: tiny sizes", first_seed=True
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one size
     parser.add_argument("--one-match", type=int, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args(argv)
+    args.seed = common.single_seed(parser, args)
     if args.quick:
         args.sizes, args.genes, args.peaks, args.steps = [1000, 3000], 2000, 5000, 3
         args.match_sizes = [2000]
@@ -419,9 +419,12 @@ def main(argv=None) -> int:
             table,
             "Cost growth: " + ("; ".join(growth) or "n/a"),
             "Training throughput: " + "; ".join(thr),
-            "Model size, per modality (encoder + decoder):",
+            "Model size, per modality (encoder + decoder), with every feature into the networks "
+            "(`n_input_components=0`; by default both modalities here are projected on 100 "
+            "principal axes):",
             ptable,
-            f"Whole model (both autoencoders, discriminator, classifier), default widths: "
+            "Whole model (both autoencoders, discriminator, classifier) as trained here, "
+            f"default settings: "
             f"{model_params}",
             "## Matching alone, synthetic latents (50 dimensions, l1, both directions)",
             matching_table(matching) if matching else "not run",

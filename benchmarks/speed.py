@@ -192,7 +192,7 @@ def profile(args):
     model = ConAAE(split.train, seed=args.seed)
     every = {k: np.arange(d.n_obs) for k, d in model.modalities_.items()}
     none = {k: np.array([], dtype=np.int64) for k in every}
-    loader = ConAAEDataModule(model.modalities_, every, none, 256).train_dataloader()
+    loader = ConAAEDataModule(model._network_inputs(), every, none, 256).train_dataloader()
     n_target = args.profile_steps
 
     def clock():
@@ -424,13 +424,13 @@ def _describe_machine(args) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=os.cpu_count(),
-        help="torch CPU threads (default: all cores, as torch does; use 1 on a busy machine)",
+    common.add_standard_arguments(
+        parser,
+        seeds=1,
+        threads=os.cpu_count(),
+        quick="smoke test (seconds)",
+        data_dir=True,
+        first_seed=True,
     )
     parser.add_argument(
         "--bf16",
@@ -455,9 +455,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tp-peaks", type=int, default=5000)
     parser.add_argument("--profile-steps", type=int, default=50)
     parser.add_argument("--skip", nargs="*", default=[], choices=["ttq", "throughput", "profile"])
-    parser.add_argument("--quick", action="store_true", help="smoke test (seconds)")
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
     args = parser.parse_args(argv)
+    args.seed = common.single_seed(parser, args)
     if args.quick:
         args.paper_epochs, args.sizes, args.steps, args.profile_steps = 1, [500], 2, 6
     import torch

@@ -8,13 +8,13 @@ worth making only when it helps on every dataset by more than the seed-to-seed s
 
 Configurations are named in ``CONFIGS`` (constructor arguments, train arguments and an
 optional number of training steps, turned into epochs with the same rule as ``train()``).
-Runs are independent processes (``--jobs``), each with one torch thread.
+Runs are independent: ``--jobs`` at a time, each with ``--threads`` torch threads (one).
 
 Examples
 --------
 python benchmarks/sweep.py
 python benchmarks/sweep.py --configs default steps500 --seeds 5 --jobs 2
-python benchmarks/sweep.py --configs default --seeds 2 --first-seed 3 --out-dir more
+python benchmarks/sweep.py --configs default --seeds 2 --first-seed 3 --out more
 python benchmarks/sweep.py --merge benchmarks/results/sweep.json more/sweep.json
 python benchmarks/sweep.py --quick
 """
@@ -29,7 +29,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,11 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any], int | None]] = {
     "latent16": ({"n_latent": 16}, {}, None),
     "margin1": ({"margin": 1.0}, {}, None),
     "batch128": ({}, {"batch_size": 128}, None),
+    # Every feature into the networks (the default leaves modalities of <= 5,000 features
+    # whole, so on these datasets it is the default), and every modality projected on 100
+    # principal axes (the default does that above 5,000 features).
+    "full_width": ({"n_input_components": 0}, {}, None),
+    "project100": ({"n_input_components": 100}, {}, None),
 }
 
 #: dataset -> protocol (held-out 20 % or transductive).
@@ -72,22 +76,19 @@ COLUMNS = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None, help="default: ../shared/data from the repo")
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
     parser.add_argument(
         "--configs", nargs="+", default=None, help=f"rows to run (default: all): {list(CONFIGS)}"
     )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, ...")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 300 cells, 20 steps")
     parser.add_argument(
         "--merge",
         nargs="+",
         type=Path,
         metavar="JSON",
         help="train nothing: pool the runs of earlier sweep.json files into one table",
+    )
+    common.add_standard_arguments(
+        parser, seeds=3, quick="smoke test: 300 cells, 20 steps", data_dir=True, first_seed=True
     )
     args = parser.parse_args(argv)
     if args.merge:  # rows are named by the files, which may come from older code
@@ -103,11 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _run(task: tuple[str, str, int, str | None, bool]) -> dict[str, Any]:
-    """One configuration x dataset x seed, in a worker process."""
-    import torch
-
-    torch.set_num_threads(1)
-    common.quiet()
+    """One configuration x dataset x seed."""
     config, dataset, seed, data_dir, quick = task
     model_kwargs, train_kwargs, steps = CONFIGS[config]
     mdata = common.load_dataset(dataset, data_dir, random_state=seed)
@@ -156,13 +153,11 @@ def merge(args: argparse.Namespace, argv: list[str] | None) -> list[dict[str, An
         msg = "The merged files hold the same config, dataset and seed twice."
         raise SystemExit(msg)
     command = " ".join(argv if argv is not None else sys.argv[1:])
-    markdown = (
-        "# Sweep (benchmarks/sweep.py)\n\n"
+    note = (
         f"Command: `python benchmarks/sweep.py {command}`; {len(results)} runs pooled from "
-        f"{len(args.merge)} file(s). Train seconds come from the separate runs.\n\n"
-        + table(results, configs, datasets)
+        f"{len(args.merge)} file(s). Train seconds come from the separate runs."
     )
-    print(markdown)
+    print("\n\n".join(["# Sweep (benchmarks/sweep.py)", note, table(results, configs, datasets)]))
     return results
 
 
@@ -174,32 +169,31 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     tasks = [
         (config, dataset, seed, args.data_dir, args.quick)
         for dataset in args.datasets
-        for seed in range(args.first_seed, args.first_seed + args.seeds)
+        for seed in common.seed_range(args)
         for config in args.configs
     ]
     start = time.perf_counter()
-    results: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for result in pool.map(_run, tasks):
-            results.append(result)
-            print(
-                f"{result['dataset']} {result['config']} seed {result['seed']}: FOSCTTM "
-                f"{result['foscttm']:.3f} recall@50 {result['recall@50_l1']:.3f} int-ACC "
-                f"{result.get('integration_acc', float('nan')):.3f} ({result['train_s']:.1f} s)",
-                flush=True,
-            )
+
+    def report(_, result: dict[str, Any]) -> None:
+        print(
+            f"{result['dataset']} {result['config']} seed {result['seed']}: FOSCTTM "
+            f"{result['foscttm']:.3f} recall@50 {result['recall@50_l1']:.3f} int-ACC "
+            f"{result.get('integration_acc', float('nan')):.3f} ({result['train_s']:.1f} s)",
+            flush=True,
+        )
+
+    results = common.run_tasks(_run, tasks, jobs=args.jobs, threads=args.threads, on_result=report)
     wall = time.perf_counter() - start
     command = " ".join(argv if argv is not None else sys.argv[1:])
-    markdown = (
-        "# Sweep (benchmarks/sweep.py)\n\n"
-        f"Command: `python benchmarks/sweep.py {command}`"
-        f"; {len(tasks)} runs in {wall:.0f} s with {args.jobs} parallel job(s), one torch thread "
-        f"each; load average at the end {common.load_average()}. Train seconds are inflated when "
-        "jobs share the cores; compare them within one table.\n\n"
-        + table(results, args.configs, args.datasets)
+    note = (
+        f"Command: `python benchmarks/sweep.py {command}`; {len(tasks)} runs in {wall:.0f} s with "
+        f"{args.jobs} parallel job(s), {args.threads} torch thread(s) each; load average at the "
+        f"end {common.load_average()}. Train seconds are inflated when jobs share the cores; "
+        "compare them within one table."
     )
-    print(markdown)
-    common.write_report(args, "sweep", markdown, {"runs": results, "wall_s": wall})
+    table_text = table(results, args.configs, args.datasets)
+    payload = {"runs": results, "wall_s": wall}
+    common.publish(args, "sweep", "Sweep (benchmarks/sweep.py)", note, table_text, payload)
     return results
 
 

@@ -90,6 +90,14 @@ def run(dataset: str, seed: int, held_out: str, full, args: argparse.Namespace) 
     return result
 
 
+def run_seed(task: tuple[str, int, argparse.Namespace]) -> list[dict]:
+    """Every type of one dataset held out in turn, one seed (the data loaded once)."""
+    dataset, seed, args = task
+    full = _load(dataset, seed, args)  # run() trains on copies of it
+    types = sorted(full.mod["rna"].obs[common.LABEL_KEYS[dataset]].astype(str).unique())
+    return [run(dataset, seed, held_out, full, args) for held_out in types]
+
+
 def publish(results: list[dict], args: argparse.Namespace) -> None:
     rows = []
     for dataset in args.datasets:
@@ -126,7 +134,7 @@ def publish(results: list[dict], args: argparse.Namespace) -> None:
     )
     note = (
         f"Seeds 0-{args.seeds - 1}; default model (label prior 'auto': OT on these data) and "
-        f"training; CPU, {args.threads} torch thread(s). One type at a time is removed from the "
+        f"training; CPU, {common.threads_note(args)}. One type at a time is removed from the "
         "labelled RNA cells; the ATAC cells keep all types, unlabelled; no pairs. Novel: the "
         "ATAC cells of the removed type."
         + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
@@ -138,37 +146,34 @@ def publish(results: list[dict], args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--sim-cells", type=int, default=1200)
     parser.add_argument("--min-confidence", type=float, nargs="+", default=[0.5, 0.8])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 1 seed, 2 epochs, 300 simulated cells"
+    common.add_standard_arguments(
+        parser,
+        seeds=4,
+        threads=2,
+        quick="smoke test: 1 seed, 2 epochs, 300 simulated cells",
+        data_dir=True,
     )
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.quick:
         args.sim_cells, args.seeds, args.datasets = 300, 1, ["simulated"]
     common.quiet()
-    import torch
 
-    torch.set_num_threads(args.threads)
-    results = []
-    for dataset in args.datasets:
-        key = common.LABEL_KEYS[dataset]
-        for seed in range(args.seeds):
-            full = _load(dataset, seed, args)  # run() trains on copies of it
-            for held_out in sorted(full.mod["rna"].obs[key].astype(str).unique()):
-                result = run(dataset, seed, held_out, full, args)
-                results.append(result)
-                print(
-                    f"  {dataset} | without {held_out} | seed {seed}: AUROC "
-                    f"{result['auroc']:.2f}, known accuracy {result['known_accuracy']:.2f}, "
-                    f"{result['train_s']:.0f} s",
-                    flush=True,
-                )
-    publish(results, args)
+    def report(_, runs: list[dict]) -> None:
+        for r in runs:
+            print(
+                f"  {r['dataset']} | without {r['held_out']} | seed {r['seed']}: AUROC "
+                f"{r['auroc']:.2f}, known accuracy {r['known_accuracy']:.2f}, "
+                f"{r['train_s']:.0f} s",
+                flush=True,
+            )
+
+    tasks = [(d, seed, args) for d in args.datasets for seed in common.seed_range(args)]
+    per_task = common.run_tasks(
+        run_seed, tasks, jobs=args.jobs, threads=args.threads, on_result=report
+    )
+    publish([r for runs in per_task for r in runs], args)
     return 0
 
 

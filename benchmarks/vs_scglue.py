@@ -18,9 +18,10 @@ job. Both methods get the same cells, the same split and the same metrics:
 - scored: ATAC label accuracy, FOSCTTM on the true pairs (evaluation only; chance 0.5),
   wall time of set-up + training + embedding, and peak memory of the process (RSS).
 
-Each run is its own process (``--method``/``--seed``), one torch thread, run one after the
-other, so times compare. scGLUE is not a dependency: install it into the benchmark
-environment with ``pip install scglue`` (it needs Python <= 3.11 here).
+Each run (method and seed) is its own process with ``--threads`` torch threads (one), run one
+after the other (``--jobs 1``, the default) so that times compare. scGLUE is not a
+dependency: install it into the benchmark environment with ``pip install scglue`` (it needs
+Python <= 3.11 here).
 
 Examples
 --------
@@ -158,30 +159,47 @@ def run_scglue(seed: int, args) -> dict:
 
 
 def _score(mdata, z_rna, z_atac, predicted, truth, seconds: float) -> dict:
-    from conaae_scverse import metrics
-
+    # ru_maxrss is in KiB on Linux: the process's peak resident memory, before scoring
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "accuracy": float(np.mean(np.asarray(predicted, dtype=str) == truth)),
-        "foscttm": float(metrics.foscttm(z_rna, z_atac[common.partner_index(mdata)])),
+        "foscttm": common.score_alignment(mdata, z_rna, z_atac)["foscttm"],
         "seconds": seconds,
-        # ru_maxrss is in KiB on Linux: the process's peak resident memory
-        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mib": peak_mib,
     }
 
 
 def one(args) -> int:
     """Run one method and seed in this process; print its result as JSON."""
+    method, seed = args.one[0], int(args.one[1])
     common.quiet()
     warnings.simplefilter("ignore")
     import torch
 
-    torch.set_num_threads(1)
-    if args.one == "scglue":
-        result = run_scglue(args.seed, args)
+    torch.set_num_threads(args.threads)
+    if method == "scglue":
+        result = run_scglue(seed, args)
     else:
-        result = run_conaae(args.seed, args, links=args.one == "conaae_links")
-    print("RESULT " + json.dumps({"method": args.one, "seed": args.seed, **result}))
+        result = run_conaae(seed, args, links=method == "conaae_links")
+    print("RESULT " + json.dumps({"method": method, "seed": seed, **result}))
     return 0
+
+
+def launch(task: tuple[str, int, argparse.Namespace]) -> dict:
+    """Run one method and seed in a fresh process (its own peak memory); return its result."""
+    method, seed, args = task
+    command = [sys.executable, __file__, "--one", method, str(seed)]
+    command += ["--threads", str(args.threads)]
+    if args.data_dir:
+        command += ["--data-dir", str(args.data_dir)]
+    if args.quick:
+        command.append("--quick")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    proc = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{method} seed {seed} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def publish(results: list[dict], args) -> None:
@@ -214,8 +232,9 @@ def publish(results: list[dict], args) -> None:
     )
     note = (
         f"BMMC multiome starter, all 500 cells, unpaired (each modality shuffled on its own), "
-        f"RNA labelled, ATAC labels hidden; seeds 0-{args.seeds - 1}; CPU, one torch thread, "
-        "one run at a time; seconds: set-up, training and embedding; peak MiB: the run's "
+        f"RNA labelled, ATAC labels hidden; seeds 0-{args.seeds - 1}; CPU, "
+        f"{common.threads_note(args)}{', one run at a time' if args.jobs == 1 else ''}; "
+        "seconds: set-up, training and embedding; peak MiB: the run's "
         "process (RSS). ATAC alone predicts 32 % of these labels (label_ceiling.py, held-out "
         "donor)." + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
     )
@@ -226,44 +245,42 @@ def publish(results: list[dict], args) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 2 epochs")
-    parser.add_argument("--out-dir", type=Path, default=common.DEFAULT_RESULTS_DIR)
-    parser.add_argument("--one", choices=list(METHODS), help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
+    common.add_standard_arguments(
+        parser, seeds=3, quick="smoke test: 1 seed, 2 epochs", data_dir=True
+    )
     args = parser.parse_args(argv)
     if args.one:
         return one(args)
     if args.quick:
         args.seeds = 1
-    results = []
+    missing = {}
+    tasks = []
     for method in args.methods:
         if method == "scglue":
             try:
                 import scglue  # noqa: F401
             except ImportError:
                 print("scGLUE is not installed (pip install scglue): its row is left out.")
-                results.append({"method": method, "seed": 0, "error": "not installed"})
+                missing[method] = {"method": method, "seed": 0, "error": "not installed"}
                 continue
-        for seed in range(args.seeds):
-            command = [sys.executable, __file__, "--one", method, "--seed", str(seed)]
-            if args.data_dir:
-                command += ["--data-dir", str(args.data_dir)]
-            if args.quick:
-                command.append("--quick")
-            proc = subprocess.run(command, capture_output=True, text=True, check=False)
-            lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                raise SystemExit(f"{method} seed {seed} failed:\n{proc.stderr[-3000:]}")
-            result = json.loads(lines[-1][len("RESULT ") :])
-            results.append(result)
-            print(
-                f"  {METHODS[method]} | seed {seed}: accuracy {result['accuracy']:.3f}, "
-                f"FOSCTTM {result['foscttm']:.3f}, {result['seconds']:.0f} s, "
-                f"{result['peak_mib']:.0f} MiB",
-                flush=True,
-            )
+        tasks += [(method, seed, args) for seed in common.seed_range(args)]
+
+    def report(_, result: dict) -> None:
+        print(
+            f"  {METHODS[result['method']]} | seed {result['seed']}: accuracy "
+            f"{result['accuracy']:.3f}, FOSCTTM {result['foscttm']:.3f}, "
+            f"{result['seconds']:.0f} s, {result['peak_mib']:.0f} MiB",
+            flush=True,
+        )
+
+    # each run limits its own threads in its own process
+    ran = common.run_tasks(launch, tasks, jobs=args.jobs, on_result=report)
+    results = []
+    for method in args.methods:  # in the order asked for
+        results += (
+            [missing[method]] if method in missing else [r for r in ran if r["method"] == method]
+        )
     publish(results, args)
     return 0
 

@@ -5,6 +5,7 @@ The script runs are ``slow`` tests (``nox -s slow``): each starts a process and 
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -14,6 +15,76 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
+#: Scripts that do not take the shared flags of ``_common.add_standard_arguments`` yet.
+STANDARD_SCRIPTS = [
+    "demo_seeds.py",
+    "geometry_check.py",
+    "label_ceiling.py",
+    "label_transfer.py",
+    "peers.py",
+    "prior_cost.py",
+    "reproduce.py",
+    "scale.py",
+    "speed.py",
+    "sweep.py",
+    "unknown_types.py",
+    "vs_scglue.py",
+    "wide.py",
+]
+
+
+def _import(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_standard_arguments_and_seed_range():
+    common = _import("_common")
+    parser = argparse.ArgumentParser()
+    common.add_standard_arguments(parser, seeds=3, threads=2, data_dir=True, first_seed=True)
+    args = parser.parse_args(["--seeds", "2", "--first-seed", "4", "--jobs", "2", "--out", "x"])
+    assert list(common.seed_range(args)) == [4, 5]
+    assert (args.jobs, args.threads, args.out, args.data_dir, args.quick) == (
+        2,
+        2,
+        Path("x"),
+        None,
+        False,
+    )
+    assert list(common.seed_range(parser.parse_args([]))) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_tasks_returns_results_in_task_order(jobs):
+    common = _import("_common")
+    seen = []
+    results = common.run_tasks(
+        _square, [3, 1, 2], jobs=jobs, on_result=lambda task, result: seen.append((task, result))
+    )
+    assert results == [9, 1, 4]
+    assert seen == [(3, 9), (1, 1), (2, 4)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", STANDARD_SCRIPTS)
+def test_every_script_takes_the_standard_flags(script):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    for flag in ("--out DIR", "--seeds N", "--jobs J", "--threads T", "--quick"):
+        assert flag in proc.stdout
+    assert "--out-dir" not in proc.stdout and "--seed " not in proc.stdout
 
 
 @pytest.mark.slow
@@ -31,13 +102,15 @@ DATA = ROOT / ".." / "shared" / "data"
         ("geometry_check.py", "geometry_check_quick", False),
         ("unknown_types.py", "unknown_types_quick", False),
         ("vs_scglue.py", "vs_scglue_quick", True),
+        ("wide.py", "wide_quick", False),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
     if needs_data and not (DATA / "sci_car_a549").is_dir():
         pytest.skip("sci-CAR data not available at ../shared/data")
+    out = "--out"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out-dir", str(tmp_path)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", out, str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=240,
@@ -54,11 +127,7 @@ def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
 
 
 def test_sweep_merge_pools_seeds_and_refuses_duplicates(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import sweep
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    sweep = _import("sweep")
 
     def run(config, seed, foscttm):
         return {"config": config, "dataset": "snare", "seed": seed, "foscttm": foscttm}

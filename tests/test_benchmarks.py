@@ -19,6 +19,7 @@ def _load_reproduce():
     try:
         spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
         module = importlib.util.module_from_spec(spec)
+        sys.modules["reproduce"] = module  # its dataclasses look their module up there
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(SCRIPT.parent))

@@ -97,6 +97,16 @@ def test_run_bad_min_confidence_is_one_line_and_exit_2(h5mu, tmp_path, capsys):
     assert not (tmp_path / "o.h5mu").exists()
 
 
+def test_run_input_components(h5mu, tmp_path, capsys):
+    argv = [str(h5mu), "-o", str(tmp_path / "o.h5mu"), "--max-epochs", "1", "--quiet"]
+    assert main(["run", *argv, "--input-components", "-1"]) == 2
+    assert "--input-components must be 'auto' or a non-negative integer" in _error_line(capsys)
+    model_dir = tmp_path / "model"
+    assert main(["run", *argv, "--input-components", "5", "--save-model", str(model_dir)]) == 0
+    settings = json.loads((model_dir / "settings.json").read_text())
+    assert settings["n_components"] == {"rna": 5, "atac": 5}
+
+
 def test_run_missing_input_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["run", str(tmp_path / "nope.h5mu"), "-o", str(tmp_path / "out.h5mu")])
     assert code == 2

@@ -56,3 +56,8 @@ TRUE_PARTNER_KEY = "true_partner"
 
 #: Environment variable naming a directory that holds the bundled datasets' files.
 DATA_DIR_ENV = "CONAAE_DATA_DIR"
+
+#: `n_input_components="auto"`: modalities with more than AUTO_PROJECTION_MIN_FEATURES features
+#: enter the networks as their scores on AUTO_INPUT_COMPONENTS principal axes.
+AUTO_INPUT_COMPONENTS = 100
+AUTO_PROJECTION_MIN_FEATURES = 5000

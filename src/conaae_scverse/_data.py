@@ -343,10 +343,17 @@ class ModalityData:
         return self.manager.adata.obs[_LABEL_CODES_COLUMN].to_numpy()
 
 
-def build_modality(name: str, adata: ad.AnnData, matrix, codes: np.ndarray) -> ModalityData:
+def build_modality(
+    name: str,
+    adata: ad.AnnData,
+    matrix,
+    codes: np.ndarray,
+    var_names: pd.Index | None = None,
+) -> ModalityData:
     """Register one modality without touching ``adata``.
 
-    CSC matrices are converted to CSR once, because minibatches slice rows.
+    CSC matrices are converted to CSR once, because minibatches slice rows. ``var_names``
+    names the columns of ``matrix`` when they are not ``adata``'s features.
     """
     if sparse.issparse(matrix) and matrix.format != "csr":
         matrix = sparse.csr_matrix(matrix)
@@ -354,7 +361,8 @@ def build_modality(name: str, adata: ad.AnnData, matrix, codes: np.ndarray) -> M
         {_LABEL_CODES_COLUMN: codes, _INDEX_COLUMN: np.arange(adata.n_obs, dtype=np.int64)},
         index=pd.Index(adata.obs_names.astype(str)),
     )
-    internal = ad.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
+    columns = adata.var_names if var_names is None else var_names
+    internal = ad.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=columns.astype(str)))
     manager = AnnDataManager(
         fields=[
             LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._arguments import is_int, is_number, normalize_mapping
+from ._constants import AUTO_INPUT_COMPONENTS, AUTO_PROJECTION_MIN_FEATURES
 from ._module import LossWeights
 
 LABEL_PRIORS = ("auto", "links", "ot", "none")
@@ -42,6 +43,7 @@ class Hyperparameters:
     latent_batch_norm: bool = True
     dropout: float = 0.0
     input_transform: str | dict[str, str] = "auto"
+    n_input_components: int | str = "auto"
     label_prior: str = "auto"
     prior_confidence: float = 0.8
     seed: int = 0
@@ -86,6 +88,13 @@ class Hyperparameters:
         if isinstance(values["n_hidden"], tuple):
             values["n_hidden"] = list(values["n_hidden"])
         return values
+
+    def input_components(self, n_features: int) -> int:
+        """Principal axes of a modality with ``n_features`` features (0: not projected)."""
+        if self.n_input_components == "auto":
+            wide = n_features > AUTO_PROJECTION_MIN_FEATURES
+            return AUTO_INPUT_COMPONENTS if wide else 0
+        return int(self.n_input_components) if n_features > self.n_input_components else 0
 
     # ------------------------------------------------------------------ checks
     def _validate(self) -> None:
@@ -132,6 +141,13 @@ class Hyperparameters:
         confidence = self.prior_confidence
         if not is_number(confidence) or not 0 <= confidence <= 1:
             msg = f"prior_confidence must be a number in [0, 1], got {confidence!r}."
+            raise ValueError(msg)
+        components = self.n_input_components
+        if components != "auto" and (not is_int(components) or components < 0):
+            msg = (
+                "n_input_components must be 'auto' or a non-negative integer (0 switches the "
+                f"projection off), got {components!r}."
+            )
             raise ValueError(msg)
         if not is_int(self.seed) or self.seed < 0:
             msg = f"seed must be a non-negative integer, got {self.seed!r}."

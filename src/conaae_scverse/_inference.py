@@ -74,29 +74,16 @@ class InferenceMixin:
         return self._encode(matrix, modality, batch_size)
 
     def _encode(self, matrix, modality: str, batch_size: int) -> np.ndarray:
-        self.module.eval()
-        device = self.device
-        out = np.empty((matrix.shape[0], self.module.n_latent), dtype=np.float32)
-        is_sparse = sparse.issparse(matrix)
-        if not is_sparse:
-            # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k
-            # features) never densify thousands of rows at once.
-            batch_size = max(1, min(batch_size, (1 << 24) // max(1, matrix.shape[1])))
-        starts = range(0, matrix.shape[0], batch_size)
-        with torch.inference_mode():
-            for start in track(
-                starts,
-                description=f"Encoding {modality.upper()} cells",
-                disable=len(starts) < PROGRESS_MIN_BLOCKS,
-            ):
-                rows = np.arange(start, min(start + batch_size, matrix.shape[0]))
-                if is_sparse:
-                    x = _sparse_rows(matrix, rows).to(device)
-                    z = self.module.encode_sparse(x, modality)
-                else:
-                    z = self.module.encode(dense_rows(matrix, rows).to(device), modality)
-                out[rows] = z.cpu().numpy()
-        return out
+        return map_rows(
+            self.module,
+            matrix,
+            modality,
+            dense=self.module.encode,
+            sparse_csr_rows=self.module.encode_sparse,
+            width=self.module.n_latent,
+            batch_size=batch_size,
+            description=f"Encoding {modality.upper()} cells",
+        )
 
     @torch.inference_mode()
     def predict(
@@ -340,6 +327,44 @@ def _match_latents(
             },
             index=names,
         )
+    return out
+
+
+def map_rows(
+    module: torch.nn.Module,
+    matrix,
+    modality: str,
+    *,
+    dense,
+    sparse_csr_rows,
+    width: int,
+    batch_size: int,
+    description: str,
+) -> np.ndarray:
+    """Apply a module function to blocks of rows of a dense or sparse matrix, in eval mode.
+
+    ``dense`` takes a dense float32 block, ``sparse_csr_rows`` a torch CSR block (sparse
+    inputs are never densified); both also take ``modality``. Returns (n_rows, width) float32.
+    """
+    module.eval()
+    device = next(module.parameters()).device
+    out = np.empty((matrix.shape[0], width), dtype=np.float32)
+    is_sparse = sparse.issparse(matrix)
+    if not is_sparse:
+        # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k
+        # features) never densify thousands of rows at once.
+        batch_size = max(1, min(batch_size, (1 << 24) // max(1, matrix.shape[1])))
+    starts = range(0, matrix.shape[0], batch_size)
+    with torch.inference_mode():
+        for start in track(
+            starts, description=description, disable=len(starts) < PROGRESS_MIN_BLOCKS
+        ):
+            rows = np.arange(start, min(start + batch_size, matrix.shape[0]))
+            if is_sparse:
+                result = sparse_csr_rows(_sparse_rows(matrix, rows).to(device), modality)
+            else:
+                result = dense(dense_rows(matrix, rows).to(device), modality)
+            out[rows] = result.cpu().numpy()
     return out
 
 

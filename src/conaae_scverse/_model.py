@@ -19,6 +19,7 @@ from ._hyperparameters import DEFAULT_HIDDEN, Hyperparameters
 from ._inference import InferenceMixin
 from ._label_prior import LabelPrior, pseudo_label_unlabelled
 from ._module import ConAAEModule, LossWeights
+from ._projection import fit_projection
 from ._training import TrainingMixin
 
 if TYPE_CHECKING:
@@ -77,7 +78,17 @@ class ConAAE(TrainingMixin, InferenceMixin):
         ``"log1p"`` then per-feature standardisation (for counts), ``"none"`` for
         standardisation only (already normalised values), or ``"auto"``: log1p when the
         values are non-negative integers. Reconstruction is measured on the standardised
-        values (MSE, as the paper).
+        values (MSE, as the paper), or on their scores when projected (next).
+    n_input_components
+        How many principal axes of its standardised features a wide modality enters the
+        networks as (the PCA that ``sc.pp.scale`` then ``sc.pp.pca`` would give, fitted once
+        on up to 20,000 of its cells); the decoder then reconstructs these scores, and a
+        training step costs the same for 1k or 100k features. ``"auto"`` (default): 100 axes
+        for a modality with more than 5,000 features (whole transcriptomes, peak matrices);
+        narrower ones (selected genes, reduced peaks) enter whole, where the networks can
+        weigh low-variance features that carry the labels. An integer k: k axes for every
+        modality with more than k features; 0: no projection (the paper's model). The axes
+        are saved with the model, so new cells are projected the same way.
     label_prior
         What tells the populations of a modality without any label apart, when the other
         modality has labels (and no anchors are given): ``"links"``, RNA expression against
@@ -121,6 +132,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
         latent_batch_norm: bool = True,
         dropout: float = 0.0,
         input_transform: InputTransform | Mapping[str, InputTransform] = "auto",
+        n_input_components: int | Literal["auto"] = "auto",
         label_prior: Literal["auto", "links", "ot", "none"] = "auto",
         prior_confidence: float = 0.8,
         seed: int = 0,
@@ -136,6 +148,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
             latent_batch_norm=latent_batch_norm,
             dropout=dropout,
             input_transform=input_transform,
+            n_input_components=n_input_components,
             label_prior=label_prior,
             prior_confidence=prior_confidence,
             seed=seed,
@@ -189,13 +202,23 @@ class ConAAE(TrainingMixin, InferenceMixin):
                 mod: resolve_log1p(input_transform, mod, matrices[mod], setup.mod_name(mod))
                 for mod in MODALITIES
             }
+            # Never more axes than the cells can span.
+            n_components = {
+                mod: min(
+                    params.input_components(matrices[mod].shape[1]), matrices[mod].shape[0] - 1
+                )
+                for mod in MODALITIES
+            }
         else:
             categories = list(registry["label_categories"])
             log1p = dict(registry["log1p"])
+            # Models saved before the projection existed have none.
+            n_components = dict(registry.get("n_components", dict.fromkeys(MODALITIES, 0)))
             for mod in MODALITIES:
                 check_features(adatas[mod], registry["var_names"][mod], setup.mod_name(mod))
         self.label_categories_ = categories
         self.log1p_ = log1p
+        self.n_components_ = n_components
 
         if categories == registration.categories:
             codes = {mod: data.labels.copy() for mod, data in modalities.items()}
@@ -249,7 +272,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
 
         hidden = {
             mod: (
-                [self.modalities_[mod].n_vars] * 3 + [100]
+                [n_components[mod] or self.modalities_[mod].n_vars] * 3 + [100]
                 if params.n_hidden == "paper"
                 else list(params.n_hidden)
             )
@@ -266,6 +289,8 @@ class ConAAE(TrainingMixin, InferenceMixin):
                 n_labels=len(categories),
                 log1p_rna=log1p[MODALITIES.RNA],
                 log1p_atac=log1p[MODALITIES.ATAC],
+                n_components_rna=n_components[MODALITIES.RNA],
+                n_components_atac=n_components[MODALITIES.ATAC],
                 alignment=params.alignment,
                 contrastive=contrastive_mode,
                 weights=weights,
@@ -290,8 +315,19 @@ class ConAAE(TrainingMixin, InferenceMixin):
                     torch.as_tensor(mean, dtype=torch.float32),
                     torch.as_tensor(std, dtype=torch.float32),
                 )
+                if n_components[mod]:
+                    projection = fit_projection(
+                        matrices[mod],
+                        mean,
+                        np.where(std > 1e-8, std, 1.0),
+                        log1p=log1p[mod],
+                        n_components=n_components[mod],
+                        seed=params.seed,
+                    )
+                    self.module.set_projection(mod, projection)
         self.is_trained_ = False
         self._latent_cache = None  # (n_train_calls_, embeddings of the training data)
+        self._training_data = None  # the modalities as the networks read them (see train)
         self.history_: dict[str, pd.DataFrame] = {}
         self.n_train_calls_ = 0
         self.train_indices_: dict[str, np.ndarray] = {}

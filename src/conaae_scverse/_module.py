@@ -12,8 +12,8 @@ from torch import nn
 
 from . import _losses
 from ._constants import LOSS_KEYS, MODALITIES
-
-_CLIP = 10.0  # standardised inputs are clipped like `sc.pp.scale(max_value=10)`
+from ._projection import CLIP as _CLIP
+from ._projection import Projection
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,10 @@ class ConAAEModule(nn.Module):
         Number of label categories; 0 means no classifier head.
     log1p_rna, log1p_atac
         Whether inputs are log1p-transformed before standardisation (for counts).
+    n_components_rna, n_components_atac
+        Number of principal axes the standardised input of each modality is projected on
+        before the encoder (the decoder then reconstructs these scores); 0 feeds the
+        standardised features themselves. Set the axes with :meth:`set_projection`.
     alignment
         ``"adversarial"`` (the paper's discriminator), ``"mmd"`` (kernel MMD between the
         latents of the two modalities) or ``"none"``.
@@ -125,6 +129,8 @@ class ConAAEModule(nn.Module):
         n_labels: int = 0,
         log1p_rna: bool = True,
         log1p_atac: bool = True,
+        n_components_rna: int = 0,
+        n_components_atac: int = 0,
         alignment: str = "adversarial",
         contrastive: str = "supervised",
         weights: LossWeights | None = None,
@@ -143,18 +149,25 @@ class ConAAEModule(nn.Module):
         self.augmentation_noise = augmentation_noise
         self.log1p = {MODALITIES.RNA: log1p_rna, MODALITIES.ATAC: log1p_atac}
         sizes = {MODALITIES.RNA: n_input_rna, MODALITIES.ATAC: n_input_atac}
+        self.n_components = {MODALITIES.RNA: n_components_rna, MODALITIES.ATAC: n_components_atac}
         hidden = {MODALITIES.RNA: list(hidden_rna), MODALITIES.ATAC: list(hidden_atac)}
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         for mod, n_in in sizes.items():
-            encoder = _mlp(n_in, hidden[mod], n_latent, dropout=dropout)
+            width = self.n_components[mod] or n_in
+            encoder = _mlp(width, hidden[mod], n_latent, dropout=dropout)
             if latent_batch_norm:
                 encoder.append(nn.BatchNorm1d(n_latent, affine=False))
             self.encoders[mod] = encoder
-            self.decoders[mod] = _mlp(n_latent, hidden[mod][::-1], n_in, dropout=dropout)
+            self.decoders[mod] = _mlp(n_latent, hidden[mod][::-1], width, dropout=dropout)
             # Per-feature moments of the (log1p-transformed) input, set from the data.
             self.register_buffer(f"{mod}_mean", torch.zeros(n_in))
             self.register_buffer(f"{mod}_std", torch.ones(n_in))
+            if self.n_components[mod]:
+                k = self.n_components[mod]
+                self.register_buffer(f"{mod}_components", torch.zeros(n_in, k))
+                self.register_buffer(f"{mod}_score_mean", torch.zeros(k))
+                self.register_buffer(f"{mod}_score_scale", torch.ones(()))
         self.discriminator = _Discriminator(n_latent) if alignment == "adversarial" else None
         self.classifier = nn.Linear(n_latent, n_labels) if n_labels > 0 else None
 
@@ -177,6 +190,16 @@ class ConAAEModule(nn.Module):
         getattr(self, f"{modality}_mean").copy_(mean)
         getattr(self, f"{modality}_std").copy_(std)
 
+    def set_projection(self, modality: str, projection: Projection) -> None:
+        """Store the principal axes that ``modality``'s standardised input is projected on."""
+        getattr(self, f"{modality}_components").copy_(torch.as_tensor(projection.components))
+        getattr(self, f"{modality}_score_mean").copy_(torch.as_tensor(projection.score_mean))
+        getattr(self, f"{modality}_score_scale").fill_(projection.score_scale)
+
+    def is_projected(self, modality: str) -> bool:
+        """Whether ``modality`` enters the networks as principal-axis scores."""
+        return bool(self.n_components[modality])
+
     def standardize(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """Raw input -> (log1p) -> per-feature z-score, clipped to +-10."""
         if self.log1p[modality]:
@@ -184,17 +207,60 @@ class ConAAEModule(nn.Module):
         x = (x - getattr(self, f"{modality}_mean")) / getattr(self, f"{modality}_std")
         return x.clamp(-_CLIP, _CLIP)
 
+    def _scores(self, projected: torch.Tensor, modality: str) -> torch.Tensor:
+        mean = getattr(self, f"{modality}_score_mean")
+        return (projected - mean) / getattr(self, f"{modality}_score_scale")
+
+    def represent(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Raw dense input -> what the encoder reads (standardised features, or their scores)."""
+        z = self.standardize(x, modality)
+        if not self.is_projected(modality):
+            return z
+        return self._scores(z @ getattr(self, f"{modality}_components"), modality)
+
+    def represent_sparse(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """:meth:`represent` of a sparse CSR batch of a projected modality, never densified.
+
+        Standardisation makes a zero entry of feature j the constant ``z0[j]``, so
+        ``z @ V = (z - z0) @ V + z0 @ V`` where ``z - z0`` is as sparse as the input.
+        """
+        components = getattr(self, f"{modality}_components")
+        correction, zero_value = self._sparse_correction(x, modality)
+        return self._scores(correction @ components + zero_value @ components, modality)
+
+    def _sparse_correction(self, x: torch.Tensor, modality: str):
+        """``z - z0`` of a sparse CSR batch (CSR, same pattern) and ``z0``."""
+        mean, std = getattr(self, f"{modality}_mean"), getattr(self, f"{modality}_std")
+        zero_value = (-mean / std).clamp(-_CLIP, _CLIP)  # log1p(0) = 0
+        columns = x.col_indices()
+        values = x.values()
+        if self.log1p[modality]:
+            values = torch.log1p(values.clamp_min(0))
+        values = ((values - mean[columns]) / std[columns]).clamp(-_CLIP, _CLIP)
+        correction = sparse_csr(
+            x.crow_indices(), columns, values - zero_value[columns], size=tuple(x.shape)
+        )
+        return correction, zero_value
+
+    def training_input(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Return the encoder input of rows of the training data.
+
+        The training data of a projected modality already holds its scores (computed once,
+        see :meth:`represent`); that of any other modality holds raw values.
+        """
+        return x if self.is_projected(modality) else self.standardize(x, modality)
+
     def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """Latent of raw inputs ``x`` of shape (n, n_features), shape (n, n_latent)."""
-        return self.encoders[modality](self.standardize(x, modality))
+        return self.encoders[modality](self.represent(x, modality))
 
     def encode_sparse(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """:meth:`encode` of a sparse CSR batch, without densifying it.
 
-        Standardisation makes a zero entry of feature j the constant ``z0[j]``, so the first
-        linear layer splits exactly into the output of an all-zero row, ``W @ z0 + b``, plus
-        a sparse correction ``W @ (z - z0)`` on the stored entries. For wide, sparse inputs
-        (e.g. 100k peaks at 2 %) that is ~50x fewer operations than the dense product.
+        Without a projection, the first linear layer splits exactly into the output of an
+        all-zero row, ``W @ z0 + b``, plus a sparse correction ``W @ (z - z0)`` on the stored
+        entries. For wide, sparse inputs (e.g. 100k peaks at 2 %) that is ~50x fewer
+        operations than the dense product.
 
         Parameters
         ----------
@@ -208,16 +274,9 @@ class ConAAEModule(nn.Module):
         -------
         Latents of shape (n, n_latent), equal to ``encode(x.to_dense(), modality)``.
         """
-        mean, std = getattr(self, f"{modality}_mean"), getattr(self, f"{modality}_std")
-        zero_value = (-mean / std).clamp(-_CLIP, _CLIP)  # log1p(0) = 0
-        columns = x.col_indices()
-        values = x.values()
-        if self.log1p[modality]:
-            values = torch.log1p(values.clamp_min(0))
-        values = ((values - mean[columns]) / std[columns]).clamp(-_CLIP, _CLIP)
-        correction = sparse_csr(
-            x.crow_indices(), columns, values - zero_value[columns], size=tuple(x.shape)
-        )
+        if self.is_projected(modality):
+            return self.encoders[modality](self.represent_sparse(x, modality))
+        correction, zero_value = self._sparse_correction(x, modality)
         first, *rest = self.encoders[modality]
         hidden = correction @ first.weight.T + first(zero_value)
         for layer in rest:
@@ -252,13 +311,14 @@ class ConAAEModule(nn.Module):
         Parameters
         ----------
         x_rna, x_atac
-            Raw minibatches of the two modalities, drawn independently: shapes (n, p) and
-            (m, q); row i of one is not row i of the other.
+            Minibatches of the training data of the two modalities (see
+            :meth:`training_input`), drawn independently: row i of one is not row i of the
+            other.
         labels_rna, labels_atac
             Label codes of shape (n,) and (m,); -1 marks unlabelled cells.
         anchor_rna, anchor_atac
-            Raw profiles of known pairs, row i of one paired with row i of the other; only
-            given in anchor mode.
+            Training-data rows of known pairs, row i of one paired with row i of the other;
+            only given in anchor mode.
         adversarial_scale
             Multiplier of the adversarial weight (0 during the autoencoder warm-up).
 
@@ -268,8 +328,8 @@ class ConAAEModule(nn.Module):
         ``{"rna": (n, n_latent), "atac": (m, n_latent)}``.
         """
         w = self.weights
-        x = {MODALITIES.RNA: self.standardize(x_rna, MODALITIES.RNA)}
-        x[MODALITIES.ATAC] = self.standardize(x_atac, MODALITIES.ATAC)
+        x = {MODALITIES.RNA: self.training_input(x_rna, MODALITIES.RNA)}
+        x[MODALITIES.ATAC] = self.training_input(x_atac, MODALITIES.ATAC)
         z = {mod: self.encoders[mod](x[mod]) for mod in x}
         terms: dict[str, torch.Tensor] = {}
         total = z[MODALITIES.RNA].new_zeros(())
@@ -332,9 +392,11 @@ class ConAAEModule(nn.Module):
                 total = total + w.classifier * terms[LOSS_KEYS.CLASSIFIER]
 
         if anchor_rna is not None and anchor_atac is not None and w.anchor > 0:
-            terms[LOSS_KEYS.ANCHOR] = F.mse_loss(
-                self.encode(anchor_rna, MODALITIES.RNA), self.encode(anchor_atac, MODALITIES.ATAC)
+            anchors = {MODALITIES.RNA: anchor_rna, MODALITIES.ATAC: anchor_atac}
+            z_rna, z_atac = (
+                self.encoders[mod](self.training_input(anchors[mod], mod)) for mod in MODALITIES
             )
+            terms[LOSS_KEYS.ANCHOR] = F.mse_loss(z_rna, z_atac)
             total = total + w.anchor * terms[LOSS_KEYS.ANCHOR]
 
         terms[LOSS_KEYS.TOTAL] = total

@@ -74,6 +74,7 @@ def _settings(model: ConAAE) -> dict[str, Any]:
         "setup": model.setup_.to_dict(),
         "label_categories": model.label_categories_,
         "log1p": model.log1p_,
+        "n_components": model.n_components_,
         "var_names": {m: model.modalities_[m].var_names.tolist() for m in MODALITIES},
         "is_trained": model.is_trained_,
         "n_train_calls": model.n_train_calls_,
@@ -205,6 +206,17 @@ def _check_settings(settings: Any, path: Path) -> None:
         or not all(_is_str_list(v) and v for v in var_names.values())
     ):
         raise _fail(path, "'var_names' must map 'rna' and 'atac' to lists of feature names")
+
+    n_components = settings.get("n_components", dict.fromkeys(MODALITIES, 0))
+    if (
+        not isinstance(n_components, dict)
+        or sorted(n_components) != sorted(MODALITIES)
+        or not all(
+            isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= len(var_names[m])
+            for m, k in n_components.items()
+        )
+    ):
+        raise _fail(path, "'n_components' must map 'rna' and 'atac' to counts of axes")
 
     init_params = settings["init_params"]
     if not isinstance(init_params, dict):

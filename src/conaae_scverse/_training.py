@@ -17,7 +17,9 @@ import torch
 from ._arguments import check_count, check_fraction, is_int, is_number, normalize_mapping
 from ._compat import Trainer, parse_device_args
 from ._constants import MODALITIES
+from ._data import ModalityData, build_modality
 from ._data_module import ConAAEDataModule, split_cells
+from ._inference import map_rows
 from ._training_plan import ConAAETrainingPlan, EpochSnapshot
 
 logger = logging.getLogger(__name__)
@@ -175,7 +177,7 @@ class TrainingMixin:
             # not try to re-instantiate them with its own DistributedSampler.
             trainer_kwargs.setdefault("use_distributed_sampler", False)
         data = ConAAEDataModule(
-            self.modalities_,
+            self._network_inputs(),
             train_idx,
             val_idx,
             batch_size,
@@ -238,6 +240,35 @@ class TrainingMixin:
         self.n_train_calls_ += 1
         self.is_trained_ = True
         self.trainer = trainer
+
+    def _network_inputs(self) -> dict[str, ModalityData]:
+        """Return the modalities as the networks read them, computed once per model.
+
+        A projected modality is replaced by its principal-axis scores (cells x components),
+        so that minibatches never touch its wide matrix; any other is its registered data.
+        """
+        if self._training_data is None:
+            data = dict(self.modalities_)
+            for mod in MODALITIES:
+                if not self.module.is_projected(mod):
+                    continue
+                source = self.modalities_[mod]
+                k = self.module.n_components[mod]
+                scores = map_rows(
+                    self.module,
+                    source.matrix,
+                    mod,
+                    dense=self.module.represent,
+                    sparse_csr_rows=self.module.represent_sparse,
+                    width=k,
+                    batch_size=4096,
+                    description=f"Projecting {mod.upper()} cells",
+                )
+                adata = source.manager.adata
+                names = pd.Index([f"component_{i}" for i in range(k)])
+                data[mod] = build_modality(mod, adata, scores, source.labels, var_names=names)
+            self._training_data = data
+        return self._training_data
 
     def _recover(self, trainer, snapshot: EpochSnapshot) -> None:
         """After a failed ``fit``: weights and history of the last completed epoch."""

@@ -13,6 +13,15 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+def _components(value: str) -> int | str:
+    """``--input-components``: ``auto`` or an integer (checked by the model)."""
+    try:
+        return value if value == "auto" else int(value)
+    except ValueError:
+        msg = f"expected 'auto' or an integer, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conaae",
@@ -47,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-epochs", type=int, default=None, help="training epochs (default: auto)"
+    )
+    run.add_argument(
+        "--input-components",
+        type=_components,
+        default="auto",
+        metavar="K",
+        help="a modality with more than K features enters the networks as its scores on K "
+        "principal axes (default: auto, 100 axes above 5,000 features; 0: every feature)",
     )
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     run.add_argument("--save-model", default=None, metavar="DIR", help="also save the model here")
@@ -101,7 +118,7 @@ def _run(args: argparse.Namespace) -> dict:
         labels_key=args.labels_key,
         gene_links=links,
     )
-    model = ConAAE(mdata, seed=args.seed)
+    model = ConAAE(mdata, seed=args.seed, n_input_components=args.input_components)
     if model.label_categories_:
         check_unknown_call(args.min_confidence, "unknown", model.label_categories_)
     start = time.perf_counter()
@@ -193,6 +210,7 @@ _ARGUMENT_TO_OPTION = {
     "pass labels_key=None": "leave out --labels-key",
     "rna_layer=": "--rna-layer ",
     "min_confidence must be": "--min-confidence must be",
+    "n_input_components must be": "--input-components must be",
 }
 
 

@@ -10,5 +10,6 @@ from __future__ import annotations
 
 from ._real import sci_car_a549, snare_seq_cell_lines
 from ._simulate import simulate
+from ._simulate_wide import simulate_wide
 
-__all__ = ["sci_car_a549", "simulate", "snare_seq_cell_lines"]
+__all__ = ["sci_car_a549", "simulate", "simulate_wide", "snare_seq_cell_lines"]
