@@ -68,16 +68,24 @@ def _check_is_mudata(mdata: Any) -> None:
 
 
 def check_mudata(mdata: Any) -> None:
-    """Fail on anything that is not an in-memory MuData."""
+    """Fail on anything that is not a MuData (in memory, or backed with CSR matrices)."""
     _check_is_mudata(mdata)
-    if getattr(mdata, "isbacked", False) or any(
-        getattr(m, "isbacked", False) for m in mdata.mod.values()
-    ):
-        msg = (
-            "Backed (on-disk) MuData is not supported. Load it into memory with "
-            "`mudata.read_h5mu(path)` (without `backed=`), or call `.to_memory()` first."
-        )
-        raise ValueError(msg)
+
+
+def is_backed_sparse(matrix: Any) -> bool:
+    """Whether ``matrix`` is a sparse matrix on disk (anndata's backed CSR or CSC dataset)."""
+    return isinstance(matrix, ad.abc.CSRDataset | ad.abc.CSCDataset)
+
+
+def is_sparse(matrix: Any) -> bool:
+    """Whether ``matrix`` is sparse, in memory (scipy) or on disk (backed)."""
+    return sparse.issparse(matrix) or is_backed_sparse(matrix)
+
+
+def row_blocks(matrix: Any, size: int = 10_000):
+    """Consecutive row blocks of a dense, sparse or backed matrix (sparse blocks as CSR)."""
+    for start in range(0, matrix.shape[0], size):
+        yield matrix[start : start + size]
 
 
 def get_modality(
@@ -124,8 +132,12 @@ def get_modality(
 
 
 def dense_rows(matrix, rows: np.ndarray) -> torch.Tensor:
-    """Rows of a dense or sparse matrix as a dense float32 tensor."""
-    block = matrix[rows]
+    """Rows of a dense, sparse or backed matrix as a dense float32 tensor."""
+    if is_backed_sparse(matrix):  # reads rows in file order, then restores the asked order
+        order = np.argsort(rows)
+        block = matrix[rows[order]][np.argsort(order)]
+    else:
+        block = matrix[rows]
     if sparse.issparse(block):
         block = block.toarray()
     return torch.as_tensor(np.asarray(block, dtype=np.float32))
@@ -155,26 +167,44 @@ def get_matrix(
             raise KeyError(msg)
         matrix = adata.layers[layer]
         where = f"mdata.mod[{mod_name!r}].layers[{layer!r}]"
-    if sparse.issparse(matrix):
+    if is_backed_sparse(matrix):
+        if not isinstance(matrix, ad.abc.CSRDataset):
+            msg = (
+                f"{where} is a backed CSC matrix; minibatches read rows, so store it as CSR "
+                "(`adata.X = scipy.sparse.csr_matrix(adata.X)` before writing the .h5mu), or "
+                "load the MuData into memory."
+            )
+            raise TypeError(msg)
+        values = None  # scanned block by block below, never loaded whole
+    elif sparse.issparse(matrix):
         values = matrix.data
     elif isinstance(matrix, np.ndarray):
         values = matrix
+    elif type(matrix).__name__ == "Dataset":  # h5py: a dense matrix on disk
+        msg = (
+            f"{where} is a dense matrix on disk (backed); only sparse (CSR) matrices are read "
+            "from disk. Store it as CSR, or load the MuData into memory (`mdata.to_memory()`)."
+        )
+        raise TypeError(msg)
     else:
         msg = (
             f"{where} is a {type(matrix).__name__}; expected a numpy array or a scipy sparse "
             "matrix. Convert it, e.g. with `np.asarray(...)`."
         )
         raise TypeError(msg)
-    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
-        msg = (
-            f"{where} has dtype {values.dtype}; it must be numeric. Convert it with "
-            "`.astype(float)`."
-        )
+    dtype = matrix.dtype
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        msg = f"{where} has dtype {dtype}; it must be numeric. Convert it with `.astype(float)`."
         raise TypeError(msg)
-    if np.issubdtype(values.dtype, np.complexfloating):
-        msg = f"{where} has complex dtype {values.dtype}; it must be real-valued."
+    if np.issubdtype(dtype, np.complexfloating):
+        msg = f"{where} has complex dtype {dtype}; it must be real-valued."
         raise TypeError(msg)
-    if np.issubdtype(values.dtype, np.floating) and not _all_finite(values):
+    finite = (
+        all(_all_finite(block.data) for block in row_blocks(matrix))
+        if values is None
+        else _all_finite(values)
+    )
+    if np.issubdtype(dtype, np.floating) and not finite:
         msg = (
             f"{where} contains NaN or infinite values. Remove or impute them (e.g. "
             "`np.nan_to_num`) before setting up the model."
@@ -192,6 +222,8 @@ def _all_finite(values: np.ndarray) -> bool:
 
 def min_value(matrix: np.ndarray | sparse.spmatrix) -> float:
     """Smallest entry (implicit zeros of a sparse matrix included)."""
+    if is_backed_sparse(matrix):
+        return min(min_value(block) for block in row_blocks(matrix))
     if sparse.issparse(matrix):
         data_min = float(matrix.data.min()) if matrix.nnz else 0.0
         has_implicit_zero = matrix.nnz < matrix.shape[0] * matrix.shape[1]
@@ -201,6 +233,8 @@ def min_value(matrix: np.ndarray | sparse.spmatrix) -> float:
 
 def looks_like_counts(matrix: np.ndarray | sparse.spmatrix, *, n_check: int = 100_000) -> bool:
     """Whether the stored values are non-negative integers (checked on a sample)."""
+    if is_backed_sparse(matrix):
+        matrix = next(row_blocks(matrix, 1000), sparse.csr_matrix((0, 0)))
     values = matrix.data if sparse.issparse(matrix) else np.asarray(matrix).reshape(-1)
     values = values[:n_check]
     if values.size == 0:
@@ -357,12 +391,16 @@ def build_modality(
     """
     if sparse.issparse(matrix) and matrix.format != "csr":
         matrix = sparse.csr_matrix(matrix)
+    backed = is_backed_sparse(matrix)
     obs = pd.DataFrame(
         {_LABEL_CODES_COLUMN: codes, _INDEX_COLUMN: np.arange(adata.n_obs, dtype=np.int64)},
         index=pd.Index(adata.obs_names.astype(str)),
     )
     columns = adata.var_names if var_names is None else var_names
-    internal = ad.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=columns.astype(str)))
+    # A matrix on disk stays there: the AnnDataManager gets an empty stand-in, and the
+    # networks read a backed modality only through its principal-axis scores (see training).
+    stand_in = sparse.csr_matrix(matrix.shape, dtype=np.float32) if backed else matrix
+    internal = ad.AnnData(X=stand_in, obs=obs, var=pd.DataFrame(index=columns.astype(str)))
     manager = AnnDataManager(
         fields=[
             LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False),
@@ -377,7 +415,7 @@ def build_modality(
         manager=manager,
         obs_names=internal.obs_names,
         var_names=internal.var_names,
-        matrix=internal.X,
+        matrix=matrix if backed else internal.X,
     )
 
 

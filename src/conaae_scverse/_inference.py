@@ -349,7 +349,7 @@ def map_rows(
     module.eval()
     device = next(module.parameters()).device
     out = np.empty((matrix.shape[0], width), dtype=np.float32)
-    is_sparse = sparse.issparse(matrix)
+    is_sparse = _data.is_sparse(matrix)
     if not is_sparse:
         # At most ~2**24 dense values (64 MB) per block, so wide inputs (e.g. 100k
         # features) never densify thousands of rows at once.
@@ -361,15 +361,16 @@ def map_rows(
         ):
             rows = np.arange(start, min(start + batch_size, matrix.shape[0]))
             if is_sparse:
-                result = sparse_csr_rows(_sparse_rows(matrix, rows).to(device), modality)
+                block = _sparse_rows(matrix, slice(start, start + len(rows)))
+                result = sparse_csr_rows(block.to(device), modality)
             else:
                 result = dense(dense_rows(matrix, rows).to(device), modality)
             out[rows] = result.cpu().numpy()
     return out
 
 
-def _sparse_rows(matrix, rows: np.ndarray) -> torch.Tensor:
-    """Rows of a scipy sparse matrix as a torch CSR tensor (float32, duplicates summed)."""
+def _sparse_rows(matrix, rows: np.ndarray | slice) -> torch.Tensor:
+    """Rows of a sparse (or backed) matrix as a torch CSR tensor (float32, duplicates summed)."""
     block = sparse.csr_matrix(matrix[rows], dtype=np.float32)
     block.sum_duplicates()
     return sparse_csr(

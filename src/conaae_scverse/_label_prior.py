@@ -35,6 +35,7 @@ from ._cell_representation import (
     subsample,
     top_variable,
 )
+from ._data import is_backed_sparse
 
 logger = logging.getLogger(__name__)
 
@@ -447,6 +448,12 @@ def pseudo_label_unlabelled(
             "`gene_links=links` to setup_mudata; or use label_prior='ot' or 'auto'."
         )
         raise ValueError(msg)
+    if any(is_backed_sparse(m) for m in matrices.values()):
+        # The prior reads every cell; a matrix on disk is read in for it, then dropped.
+        logger.info("Reading the backed modalities into memory for the label prior.")
+        matrices = {
+            mod: m.to_memory() if is_backed_sparse(m) else m for mod, m in matrices.items()
+        }
     prior = fit_label_prior(
         source,
         matrices,

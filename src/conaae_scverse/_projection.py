@@ -100,8 +100,8 @@ def fit_projection(
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
     zero = standardized_zero(mean, std)
-    if sparse.issparse(matrix):
-        corr = _standardized_correction(sparse.csr_matrix(matrix)[rows], mean, std, zero, log1p)
+    if not isinstance(matrix, np.ndarray):  # sparse, in memory or on disk: read the rows
+        corr = _standardized_correction(matrix[rows], mean, std, zero, log1p)
         shift = np.asarray(corr.mean(axis=0)).ravel()  # column means of z - z0
         total_variance = float(corr.multiply(corr).sum() / len(rows) - (shift**2).sum())
         # float32 products over CSR of the transpose: each product then walks the small

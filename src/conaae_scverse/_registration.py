@@ -27,6 +27,7 @@ from ._data import (
     check_mudata,
     get_matrix,
     get_modality,
+    is_backed_sparse,
     label_categories,
     label_codes,
     unlabelled_modalities,
@@ -63,7 +64,12 @@ class Registration:
             replaced = current is not adata or current.shape != adata.shape
             if not replaced:
                 matrix = current.X if layer is None else current.layers.get(layer)
-                replaced = matrix is not self.sources[mod]
+                source = self.sources[mod]
+                # A backed matrix is a new reader object at every access: same file, same shape.
+                if is_backed_sparse(source):
+                    replaced = not is_backed_sparse(matrix) or matrix.shape != source.shape
+                else:
+                    replaced = matrix is not source
             if replaced:
                 msg = (
                     f"Modality {name!r} of this MuData changed since ConAAE.setup_mudata "

@@ -17,7 +17,7 @@ import torch
 from ._arguments import check_count, check_fraction, is_int, is_number, normalize_mapping
 from ._compat import Trainer, parse_device_args
 from ._constants import MODALITIES
-from ._data import ModalityData, build_modality
+from ._data import ModalityData, build_modality, is_backed_sparse
 from ._data_module import ConAAEDataModule, split_cells
 from ._inference import map_rows
 from ._training_plan import ConAAETrainingPlan, EpochSnapshot
@@ -250,9 +250,15 @@ class TrainingMixin:
         if self._training_data is None:
             data = dict(self.modalities_)
             for mod in MODALITIES:
-                if not self.module.is_projected(mod):
-                    continue
                 source = self.modalities_[mod]
+                if not self.module.is_projected(mod):
+                    if is_backed_sparse(source.matrix):
+                        # Only projected modalities train from disk; a narrow one is read in.
+                        logger.info("Reading modality %r into memory for training.", mod)
+                        adata = source.manager.adata
+                        in_memory = source.matrix.to_memory()
+                        data[mod] = build_modality(mod, adata, in_memory, source.labels)
+                    continue
                 k = self.module.n_components[mod]
                 scores = map_rows(
                     self.module,
