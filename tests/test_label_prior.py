@@ -231,3 +231,13 @@ def test_labelled_modalities_train_exactly_as_without_a_prior(make_mudata):
         model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
         latents.append(model.get_latent_representation(modality="atac"))
     np.testing.assert_array_equal(latents[0], latents[1])
+
+
+def test_ot_prior_with_fewer_cells_than_clusters(make_mudata):
+    """One unlabelled ATAC cell: one cluster per side, not a clustering error."""
+    mdata = make_mudata(n_rna=4, n_atac=1, labels="rna")
+    ConAAE.setup_mudata(mdata, labels_key="cell_type")
+    model = ConAAE(mdata, n_latent=2, n_hidden=[3])
+    assert model.prior_modality_ == "atac"
+    assert model.label_prior_.probabilities.shape == (1, 2)
+    np.testing.assert_allclose(model.label_prior_.probabilities.sum(axis=1), 1.0)

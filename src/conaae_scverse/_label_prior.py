@@ -310,7 +310,8 @@ def ot_prior(
     z_labelled = l2_rows(own[labelled][known])
     z_unlabelled = l2_rows(own[unlabelled])
     votes = _label_votes(codes[labelled][known], n_labels)
-    n_max = max(2, min(len(known), len(z_unlabelled)) // 10)
+    smallest = min(len(known), len(z_unlabelled))
+    n_max = min(smallest, max(2, smallest // 10))  # never more clusters than cells
     counts = sorted({min(c, n_max) for c in cluster_counts})
     probabilities = np.zeros((len(z_unlabelled), n_labels))
     for n_clusters in counts:
