@@ -38,7 +38,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import resource
 import sys
 import time
 import traceback
@@ -67,10 +66,6 @@ PROTOCOL = {
     "gw_ot": "transductive (no out-of-sample map)",
     "pca": "held-out 20 %",
 }
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _dense_log1p(x) -> np.ndarray:
@@ -229,7 +224,7 @@ def run_dataset(task: tuple[str, int, argparse.Namespace]) -> list[dict]:
     key = common.LABEL_KEYS[name]
     results = []
     for method in args.methods:
-        before, t0 = _peak_mb(), time.perf_counter()
+        before, t0 = common.peak_rss_mb(), time.perf_counter()
         row = {
             "dataset": name,
             "seed": seed,
@@ -243,8 +238,8 @@ def run_dataset(task: tuple[str, int, argparse.Namespace]) -> list[dict]:
             row["error"] = f"{type(err).__name__}: {err}"
             traceback.print_exc()
         row["wall_s"] = time.perf_counter() - t0
-        row["peak_rss_mb"] = _peak_mb()
-        row["peak_rss_increase_mb"] = _peak_mb() - before
+        row["peak_rss_mb"] = common.peak_rss_mb()
+        row["peak_rss_increase_mb"] = common.peak_rss_mb() - before
         results.append(row)
         print(f"{name} {method}: {row.get('error') or 'ok'} ({row['wall_s']:.1f} s)", flush=True)
     return results

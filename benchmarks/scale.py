@@ -39,7 +39,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no OpenMP spin-waiting on
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -116,10 +115,6 @@ def _rss_mb() -> float:
         return float("nan")
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def param_count(n_in: int, hidden: list[int], n_latent: int = 50) -> int:
     """Parameters of one encoder + mirrored decoder (Linear layers, weights + biases)."""
     widths = [n_in, *hidden, n_latent]
@@ -143,7 +138,7 @@ def run_size(args) -> dict:
             "wall_s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - c0,
             "rss_mb": _rss_mb(),
-            "peak_rss_mb": _peak_mb(),
+            "peak_rss_mb": common.peak_rss_mb(),
         }
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -238,7 +233,7 @@ def run_matching(args) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         idx, distance = nearest_neighbors(query, reference, k=1, metric="l1")
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        peak = _peak_mb()  # before the exact check below, which is not part of the job
+        peak = common.peak_rss_mb()  # before the exact check below, which is not part of the job
         exact, exact_dist = nearest_neighbors(
             query[sample], reference, k=1, metric="l1", method="exact"
         )

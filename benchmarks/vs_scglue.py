@@ -38,7 +38,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -159,8 +158,7 @@ def run_scglue(seed: int, args) -> dict:
 
 
 def _score(mdata, z_rna, z_atac, predicted, truth, seconds: float) -> dict:
-    # ru_maxrss is in KiB on Linux: the process's peak resident memory, before scoring
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = common.peak_rss_mb()  # before scoring
     return {
         "accuracy": float(np.mean(np.asarray(predicted, dtype=str) == truth)),
         "foscttm": common.score_alignment(mdata, z_rna, z_atac)["foscttm"],

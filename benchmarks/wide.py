@@ -35,7 +35,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no OpenMP spin-waiting on
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -52,10 +51,6 @@ import _common as common
 
 CONFIGS = {"default": {}, "full_width": {"n_input_components": 0}}
 LABEL_KEY = "cell_type"
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def simulated_links(mdata) -> ad.AnnData:
@@ -84,7 +79,7 @@ def run_one(config: str, seed: int, args: argparse.Namespace) -> dict:
         stages[name] = {
             "wall_s": time.perf_counter() - start,
             "cpu_s": time.process_time() - cpu,
-            "peak_rss_mb": _peak_mb(),
+            "peak_rss_mb": common.peak_rss_mb(),
         }
 
     start, cpu = time.perf_counter(), time.process_time()

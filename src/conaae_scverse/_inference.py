@@ -85,6 +85,23 @@ class InferenceMixin:
             description=f"Encoding {modality.upper()} cells",
         )
 
+    def _encode_scores(self, scores: np.ndarray, modality: str) -> np.ndarray:
+        """Latents of principal-axis scores (what a projected modality's encoder reads)."""
+
+        def encode(x: torch.Tensor, mod: str) -> torch.Tensor:
+            return self.module.encoders[mod](x)
+
+        return map_rows(
+            self.module,
+            scores,
+            modality,
+            dense=encode,
+            sparse_csr_rows=encode,
+            width=self.module.n_latent,
+            batch_size=4096,
+            description=f"Encoding {modality.upper()} cells",
+        )
+
     @torch.inference_mode()
     def predict(
         self,
@@ -177,9 +194,14 @@ class InferenceMixin:
         if own and cached is not None and cached[0] == self.n_train_calls_:
             return cached[1]
         latents = {}
+        scores = getattr(self, "_training_data", None) if own else None
         for mod in MODALITIES:
             matrix, names = self._inference_matrix(mdata, mod)
-            latents[mod] = self._encode(matrix, mod, 4096), names
+            if scores is not None and self.module.is_projected(mod):
+                # The scores computed for training: no second pass over the wide matrix.
+                latents[mod] = self._encode_scores(scores[mod].matrix, mod), names
+            else:
+                latents[mod] = self._encode(matrix, mod, 4096), names
         if own:
             self._latent_cache = (self.n_train_calls_, latents)
         return latents

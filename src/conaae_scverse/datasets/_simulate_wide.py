@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._arguments import check_count, is_number
 from ._simulate import BATCH_KEY, MISMATCH_KEY, TRUE_PARTNER_KEY
 from ._utils import build_mudata
 
@@ -223,10 +224,8 @@ def _check(n_cells, n_genes, n_peaks, n_types, n_programs, rna_depth, atac_depth
         ("n_types", n_types, 2),
         ("n_programs", n_programs, 2),
     ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            msg = f"{name} must be an integer >= {low}, got {value!r}."
-            raise ValueError(msg)
+        check_count(name, value, low)
     for name, value in (("rna_depth", rna_depth), ("atac_depth", atac_depth)):
-        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        if not is_number(value) or not value > 0:
             msg = f"{name} must be a positive number, got {value!r}."
             raise ValueError(msg)
