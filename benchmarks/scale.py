@@ -5,14 +5,19 @@ generate CSR matrices directly (no dense intermediate; 20k genes at ~5 % non-zer
 at ~2 % non-zero by default), then time and measure memory of each stage:
 
 - ``setup``: ``setup_mudata`` + ``ConAAE(...)`` (validation, registration, per-feature moments),
-- ``train``: a fixed number of minibatch steps (``--steps``; the default ``train()`` would run
-  ~3,000),
+- ``train``: a fixed number of minibatch steps (``--steps``), or with ``--steps 0`` the default
+  ``train()`` (about 500 steps on small data, 20 epochs up to ~128k cells, at most 10,000
+  steps beyond); the first ``train()`` also projects every cell on the principal axes,
 - ``write``: ``write_results()`` (embeddings of all cells, predicted labels, nearest matches:
   exact chunked search up to 50k x 50k cells, an inverted-file search beyond).
 
-Matching alone (``--match-sizes``, default 1M cells per modality): the whole job at 1M cells
-needs more memory than a 24 GB machine has (the sparse input alone is ~24 GB), but the
-matching step only sees the latents. Synthetic clustered latents (50 dimensions, the ATAC
+With ``--backed`` another process first writes the data to a temporary ``.h5mu`` block by
+block (a million cells never sit in memory; ~24 GB of file at 1M cells), and the job reads it
+with ``backed=True``. In memory, the whole job at 1M cells needs more than a 24 GB machine has
+(the sparse input alone is ~24 GB).
+
+Matching alone (``--match-sizes``, default 1M cells per modality): the matching step only
+sees the latents. Synthetic clustered latents (50 dimensions, the ATAC
 latent a noisy copy of its RNA partner's) are matched both ways with the function
 ``write_results`` uses, timed, and the approximate matches compared with exact ones on 2,000
 sampled cells (how often the same cell is found, and by how much its distance exceeds the
@@ -27,7 +32,7 @@ Examples
 --------
 python benchmarks/scale.py                      # 10k and 100k cells
 python benchmarks/scale.py --quick              # smoke test, small sizes
-python benchmarks/scale.py --sizes 10000 100000 1000000   # 1M needs ~30 GB: see --help
+python benchmarks/scale.py --backed --steps 0 --sizes 100000 1000000 --match-sizes  # on disk
 python benchmarks/scale.py --sizes --match-sizes 100000 1000000   # matching alone
 """
 
@@ -53,57 +58,109 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 
-def random_csr(
+def random_csr_blocks(
     n_obs: int, n_vars: int, density: float, rng: np.random.Generator, *, chunk: int = 20_000
-) -> sparse.csr_matrix:
-    """Random count matrix in CSR, built row-chunk by row-chunk (never dense).
+):
+    """Random count matrix in CSR, yielded ``chunk`` rows at a time (never dense).
 
     Row totals vary (log-normal library size around ``density``); column indices are drawn
     uniformly and sorted within each row (a few duplicates may remain; scipy sums them when
     densifying, as for any non-canonical CSR). Values are small counts (1 + Poisson(1)).
     """
-    indptr = np.zeros(n_obs + 1, dtype=np.int64)
     per_row = np.clip(
         rng.lognormal(np.log(density * n_vars), 0.3, size=n_obs).astype(np.int64), 1, n_vars
     )
-    indptr[1:] = np.cumsum(per_row)
-    nnz = int(indptr[-1])
-    index_dtype = np.int32 if nnz < 2**31 else np.int64
-    indices = np.empty(nnz, dtype=index_dtype)
-    data = np.empty(nnz, dtype=np.float32)
     for start in range(0, n_obs, chunk):
-        stop = min(start + chunk, n_obs)
-        lo, hi = indptr[start], indptr[stop]
-        cols = rng.integers(0, n_vars, size=hi - lo, dtype=index_dtype)
+        rows = per_row[start : start + chunk]
+        nnz = int(rows.sum())
+        cols = rng.integers(0, n_vars, size=nnz, dtype=np.int32)
         # sort within rows: row id * n_vars + col, sorted, back to col
-        row_ids = np.repeat(np.arange(stop - start, dtype=np.int64), per_row[start:stop])
-        key = row_ids * n_vars + cols
+        key = np.repeat(np.arange(len(rows), dtype=np.int64), rows) * n_vars + cols
         key.sort()
-        indices[lo:hi] = (key % n_vars).astype(index_dtype)
-        data[lo:hi] = 1.0 + rng.poisson(1.0, size=hi - lo).astype(np.float32)
-        del cols, row_ids, key
-    return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n_obs, n_vars))
+        indices = (key % n_vars).astype(np.int32)
+        data = 1.0 + rng.poisson(1.0, size=nnz).astype(np.float32)
+        indptr = np.concatenate([[0], np.cumsum(rows)])
+        yield sparse.csr_matrix((data, indices, indptr), shape=(len(rows), n_vars))
+
+
+def random_csr(
+    n_obs: int, n_vars: int, density: float, rng: np.random.Generator
+) -> sparse.csr_matrix:
+    """The blocks of :func:`random_csr_blocks` stacked into one matrix."""
+    return sparse.vstack(list(random_csr_blocks(n_obs, n_vars, density, rng)), format="csr")
+
+
+def _frames(n_cells: int, n_genes: int, n_peaks: int, rng: np.random.Generator):
+    """obs and var of both modalities; 3 random labels (no structure)."""
+    import pandas as pd
+
+    labels = pd.Categorical(rng.integers(0, 3, n_cells).astype(str))
+    obs = {
+        mod: pd.DataFrame({"label": labels}, index=[f"{mod[0]}{i}" for i in range(n_cells)])
+        for mod in ("rna", "atac")
+    }
+    var = {
+        "rna": pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]),
+        "atac": pd.DataFrame(index=[f"p{i}" for i in range(n_peaks)]),
+    }
+    return obs, var
 
 
 def synthetic_mudata(n_cells, n_genes, n_peaks, rna_density, atac_density, seed=0):
     """MuData of random sparse RNA and ATAC counts with 3 random labels (no structure)."""
     import anndata as ad
     import mudata as md
-    import pandas as pd
 
     rng = np.random.default_rng(seed)
-    labels = pd.Categorical(rng.integers(0, 3, n_cells).astype(str))
-    rna = ad.AnnData(
-        random_csr(n_cells, n_genes, rna_density, rng),
-        obs=pd.DataFrame({"label": labels}, index=[f"r{i}" for i in range(n_cells)]),
-        var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]),
+    obs, var = _frames(n_cells, n_genes, n_peaks, rng)
+    density = {"rna": rna_density, "atac": atac_density}
+    return md.MuData(
+        {
+            mod: ad.AnnData(
+                random_csr(n_cells, len(var[mod]), density[mod], rng), obs=obs[mod], var=var[mod]
+            )
+            for mod in ("rna", "atac")
+        }
     )
-    atac = ad.AnnData(
-        random_csr(n_cells, n_peaks, atac_density, rng),
-        obs=pd.DataFrame({"label": labels}, index=[f"a{i}" for i in range(n_cells)]),
-        var=pd.DataFrame(index=[f"p{i}" for i in range(n_peaks)]),
-    )
-    return md.MuData({"rna": rna, "atac": atac})
+
+
+def write_synthetic_h5mu(path, n_cells, n_genes, n_peaks, rna_density, atac_density, seed=0):
+    """Write the data of :func:`synthetic_mudata` (same seed, same values) to ``path``.
+
+    Row block by row block, so that a million cells never sit in memory: the MuData is written
+    with empty matrices, then each modality's ``X`` is rewritten from its first block (with a
+    64-bit ``indptr``: more than 2^31 non-zeros) and the other blocks are appended.
+    """
+    import anndata as ad
+    import h5py
+    import mudata as md
+    from anndata.io import sparse_dataset, write_elem
+
+    rng = np.random.default_rng(seed)
+    obs, var = _frames(n_cells, n_genes, n_peaks, rng)
+    density = {"rna": rna_density, "atac": atac_density}
+    empty = {
+        mod: ad.AnnData(
+            sparse.csr_matrix((n_cells, len(var[mod])), dtype=np.float32),
+            obs=obs[mod],
+            var=var[mod],
+        )
+        for mod in ("rna", "atac")
+    }
+    md.MuData(empty).write_h5mu(path)
+    del empty, obs
+    with h5py.File(path, "r+") as store:
+        for mod in ("rna", "atac"):
+            group = store["mod"][mod]
+            del group["X"]
+            blocks = random_csr_blocks(n_cells, len(var[mod]), density[mod], rng)
+            write_elem(group, "X", next(blocks), dataset_kwargs={"indptr_dtype": np.int64})
+            on_disk = sparse_dataset(group["X"])
+            for block in blocks:
+                on_disk.append(block)
+            if on_disk.shape != (n_cells, len(var[mod])):  # pragma: no cover
+                msg = f"wrote {on_disk.shape} for {mod}"
+                raise RuntimeError(msg)
 
 
 def _rss_mb() -> float:
@@ -175,18 +232,22 @@ def run_size(args) -> dict:
     stage("setup", t0, c0)
 
     t0, c0 = time.perf_counter(), time.process_time()
-    model.train(
-        max_epochs=1,
-        batch_size=args.batch_size,
-        accelerator=args.accelerator,
-        train_size=1.0,
-        limit_train_batches=args.steps,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    quiet = {"enable_progress_bar": False, "enable_model_summary": False}
+    if args.steps == 0:  # the default train(): its own length and validation split
+        model.train(batch_size=args.batch_size, accelerator=args.accelerator, **quiet)
+    else:
+        model.train(
+            max_epochs=1,
+            batch_size=args.batch_size,
+            accelerator=args.accelerator,
+            train_size=1.0,
+            limit_train_batches=args.steps,
+            **quiet,
+        )
     stage("train", t0, c0)
-    out["steps"] = args.steps
-    out["cells_per_s"] = 2 * args.steps * args.batch_size / out["stages"]["train"]["wall_s"]
+    out["epochs"] = int(model.trainer.max_epochs)
+    out["steps"] = int(model.trainer.num_training_batches) * out["epochs"]
+    out["cells_per_s"] = 2 * out["steps"] * args.batch_size / out["stages"]["train"]["wall_s"]
 
     t0, c0 = time.perf_counter(), time.process_time()
     model.write_results()
@@ -303,7 +364,7 @@ def main(argv=None) -> int:
         type=int,
         nargs="*",
         default=[10_000, 100_000],
-        help="cells per modality; 1000000 needs ~30 GB (not on a 24 GB box)",
+        help="cells per modality; in memory 1000000 needs ~30 GB (use --backed on a 24 GB box)",
     )
     parser.add_argument(
         "--match-sizes",
@@ -316,7 +377,13 @@ def main(argv=None) -> int:
     parser.add_argument("--peaks", type=int, default=100_000)
     parser.add_argument("--rna-density", type=float, default=0.05)
     parser.add_argument("--atac-density", type=float, default=0.02)
-    parser.add_argument("--steps", type=int, default=20, help="training minibatch steps")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=20,
+        help="training minibatch steps; 0: the default train() (its own length, at most "
+        "10,000 steps, with a 10%% validation split)",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
         "--accelerator", default="cpu", help="'cpu' (default), 'gpu' or 'auto' for training"
@@ -339,10 +406,15 @@ def main(argv=None) -> int:
         args.sizes, args.genes, args.peaks, args.steps = [1000, 3000], 2000, 5000, 3
         args.match_sizes = [2000]
     if args.write_h5mu is not None:
-        mdata = synthetic_mudata(
-            args.one, args.genes, args.peaks, args.rna_density, args.atac_density, seed=args.seed
+        write_synthetic_h5mu(
+            args.write_h5mu,
+            args.one,
+            args.genes,
+            args.peaks,
+            args.rna_density,
+            args.atac_density,
+            seed=args.seed,
         )
-        mdata.write_h5mu(args.write_h5mu)
         return 0
     if args.one is not None:
         print("RESULT " + json.dumps(run_size(args)))
@@ -409,8 +481,8 @@ def main(argv=None) -> int:
             + f"{b['stages']['write']['peak_rss_mb'] / a['stages']['write']['peak_rss_mb']:.1f}"
         )
     thr = [
-        f"{r['n_cells']}: {r['cells_per_s']:.0f} cells/s ({r['steps']} steps of "
-        f"{args.batch_size} + {args.batch_size})"
+        f"{r['n_cells']}: {r['cells_per_s']:.0f} cells/s ({r['steps']} steps in "
+        f"{r['epochs']} epoch(s) of {args.batch_size} + {args.batch_size} cells)"
         for r in ok
     ]
 
@@ -437,8 +509,13 @@ def main(argv=None) -> int:
 
     note = (
         f"Synthetic CSR data: {args.genes} genes at ~{args.rna_density:.0%} non-zero, "
-        f"{args.peaks} peaks at ~{args.atac_density:.0%} non-zero; {args.steps} training steps "
-        f"of batch {args.batch_size}; {args.threads} torch thread(s); each size in its own "
+        f"{args.peaks} peaks at ~{args.atac_density:.0%} non-zero; "
+        + (
+            "the default `train()`"
+            if args.steps == 0
+            else f"{args.steps} training steps of batch {args.batch_size}"
+        )
+        + f"; {args.threads} torch thread(s); each size in its own "
         f"process; training on accelerator={args.accelerator!r}, matching on the CPU. Load "
         f"average (1, 5, 15 min) at the start: {load}; with other jobs running, wall times "
         "are pessimistic and CPU seconds the steadier figure. Peak RSS is cumulative "

@@ -24,6 +24,7 @@ Examples
 --------
 python benchmarks/wide.py                          # default config, 3 seeds
 python benchmarks/wide.py --configs full_width --seeds 1
+python benchmarks/wide.py --configs full_width --first-seed 1 --seeds 2 --out DIR
 python benchmarks/wide.py --quick                  # smoke test, small sizes
 """
 
@@ -142,7 +143,9 @@ def _in_subprocess(config: str, seed: int, argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_standard_arguments(parser, seeds=3, threads=None, quick="smoke test: small data")
+    common.add_standard_arguments(
+        parser, seeds=3, threads=None, quick="smoke test: small data", first_seed=True
+    )
     parser.add_argument("--configs", nargs="+", default=["default"], choices=list(CONFIGS))
     parser.add_argument("--cells", type=int, default=10_000, help="cells per modality")
     parser.add_argument("--genes", type=int, default=20_000)

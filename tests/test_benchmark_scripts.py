@@ -103,6 +103,7 @@ def test_every_script_takes_the_standard_flags(script):
         ("unknown_types.py", "unknown_types_quick", False),
         ("vs_scglue.py", "vs_scglue_quick", True),
         ("wide.py", "wide_quick", False),
+        ("samples.py", "samples_quick", False),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
@@ -141,3 +142,39 @@ def test_sweep_merge_pools_seeds_and_refuses_duplicates(tmp_path, capsys):
     assert "| default | 2 | 0.200 ± 0.141 |" in out and "| other |" not in out
     with pytest.raises(SystemExit, match="same config, dataset and seed twice"):
         sweep.main(["--merge", str(first), str(first)])
+
+
+@pytest.mark.slow
+def test_scale_backed_writes_the_data_in_blocks_and_reads_it_backed(tmp_path):
+    command = [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--quick", "--backed"]
+    proc = subprocess.run(
+        [*command, "--match-sizes", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        check=False,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads((tmp_path / "scale_backed_quick.json").read_text())
+    for result in payload["results"]:
+        assert set(result["stages"]) == {"generate", "setup", "train", "write"}
+        assert result["h5mu_gb"] > 0
+
+
+def test_blockwise_file_equals_the_in_memory_data(tmp_path):
+    import mudata as md
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scale
+
+    in_memory = scale.synthetic_mudata(45_000, 30, 50, 0.1, 0.05, seed=3)
+    scale.write_synthetic_h5mu(tmp_path / "x.h5mu", 45_000, 30, 50, 0.1, 0.05, seed=3)
+    on_disk = md.read_h5mu(tmp_path / "x.h5mu", backed=True)
+    for mod in ("rna", "atac"):
+        matrix = on_disk[mod].X
+        assert matrix.group["indptr"].dtype == "int64"  # room for > 2^31 non-zeros
+        assert (matrix.to_memory() != in_memory[mod].X).nnz == 0
+        assert on_disk[mod].obs.equals(in_memory[mod].obs)
+    on_disk.file.close()

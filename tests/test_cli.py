@@ -192,3 +192,26 @@ def test_run_links_peaks_to_genes_from_an_annotation(tmp_path, capsys):
     assert "conaae run: done" in capsys.readouterr().out
     result = md.read_h5mu(out)
     assert result["atac"].obs["conaae_label"].notna().all()
+
+
+def test_run_with_a_sample_column(tmp_path, capsys):
+    mdata = build_mudata(n_rna=30)
+    for mod in ("rna", "atac"):
+        adata = mdata.mod[mod]
+        adata.obs["donor"] = [f"d{i % 2}" for i in range(adata.n_obs)]
+    path, out, model_dir = tmp_path / "in.h5mu", tmp_path / "out.h5mu", tmp_path / "model"
+    mdata.write_h5mu(path)
+    argv = [str(path), "-o", str(out), "--labels-key", "cell_type", "--batch-key", "donor"]
+    assert (
+        main(["run", *argv, "--max-epochs", "1", "--quiet", "--save-model", str(model_dir)]) == 0
+    )
+    settings = json.loads((model_dir / "settings.json").read_text())
+    assert settings["setup"]["batch_key"] == "donor"
+    assert settings["batch_categories"] == {"rna": ["d0", "d1"], "atac": ["d0", "d1"]}
+
+
+def test_run_missing_batch_key_names_the_option(h5mu, tmp_path, capsys):
+    code = main(["run", str(h5mu), "-o", str(tmp_path / "o.h5mu"), "--batch-key", "donor"])
+    assert code == 2
+    line = _error_line(capsys)
+    assert "'donor'" in line and "leave out --batch-key" in line

@@ -9,6 +9,7 @@ from conaae_scverse._losses import (
     augmented_view_triplet,
     batch_hard_triplet,
     gaussian_mmd,
+    label_conditional_sample_mmd,
     lsgan_discriminator,
     lsgan_generator,
 )
@@ -178,3 +179,44 @@ class TestLSGAN:
         rna, atac = torch.tensor([0.2]), torch.tensor([0.6])
         assert lsgan_generator(rna, atac).item() == pytest.approx(0.5)
         assert lsgan_discriminator(rna, atac).item() == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------ label-conditional sample MMD
+def _two_labels_two_samples(seed: int = 0):
+    torch.manual_seed(seed)
+    z = torch.randn(80, 3)
+    labels = torch.tensor([0] * 40 + [1] * 40)
+    samples = torch.tensor(([0] * 20 + [1] * 20) * 2)
+    return z, labels, samples
+
+
+def test_sample_mmd_grows_when_a_sample_moves_within_its_label():
+    z, labels, samples = _two_labels_two_samples()
+    mixed = label_conditional_sample_mmd(z, labels, samples)
+    shifted = z.clone()
+    shifted[samples == 1] += 2.0
+    assert label_conditional_sample_mmd(shifted, labels, samples) > 5 * mixed
+
+
+def test_sample_mmd_ignores_composition_differences():
+    z, labels, samples = _two_labels_two_samples()
+    # label 1 only in sample 0, far away: it has no other sample to be compared with
+    keep = ~((labels == 1) & (samples == 1))
+    z, labels, samples = z[keep], labels[keep], samples[keep]
+    base = label_conditional_sample_mmd(z, labels, samples)
+    moved = z.clone()
+    moved[labels == 1] += 10.0
+    torch.testing.assert_close(
+        label_conditional_sample_mmd(moved, labels, samples), base, rtol=0.2, atol=0.0
+    )
+
+
+def test_sample_mmd_leaves_out_unlabelled_cells_and_is_zero_without_two_samples():
+    z, labels, samples = _two_labels_two_samples()
+    assert float(label_conditional_sample_mmd(z, labels, torch.zeros_like(samples))) == 0.0
+    unlabelled = labels.clone()
+    unlabelled[samples == 1] = -1
+    assert float(label_conditional_sample_mmd(z, unlabelled, samples)) == 0.0
+    z.requires_grad_(True)
+    label_conditional_sample_mmd(z, labels, samples).backward()
+    assert torch.isfinite(z.grad).all()

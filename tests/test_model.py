@@ -54,6 +54,22 @@ def test_train_two_epochs(request, fixture):
         assert np.isfinite(z).all()
 
 
+@pytest.mark.parametrize(("cap", "expected"), [(10_000, 125), (100, 25), (2, 1)])
+def test_default_length_is_500_steps_unless_the_step_cap_binds(
+    unpaired_mdata, monkeypatch, cap, expected
+):
+    import conaae_scverse._training as training
+
+    monkeypatch.setattr(training, "_MAX_DEFAULT_STEPS", cap)
+    ConAAE.setup_mudata(unpaired_mdata, labels_key="cell_type")
+    model = ConAAE(unpaired_mdata, **SMALL)
+    # 40 RNA cells, 36 training cells at train_size=0.9, batches of 8: 4 steps per epoch,
+    # 500 / 4 = 125 epochs; a cap of 100 steps allows 25, a cap below one epoch still 1
+    model.train(batch_size=8, enable_progress_bar=False)
+    assert model.trainer.max_epochs == expected
+    assert len(model.history["train_loss"]) == expected
+
+
 def test_training_changes_the_weights(unpaired_mdata):
     ConAAE.setup_mudata(unpaired_mdata, labels_key="cell_type")
     model = ConAAE(unpaired_mdata, **SMALL)
@@ -232,7 +248,9 @@ def test_outputs_encode_the_training_data_once_until_training(unpaired_mdata, mo
     calls = []
     encode = model._encode
     monkeypatch.setattr(
-        model, "_encode", lambda matrix, mod, size: calls.append(mod) or encode(matrix, mod, size)
+        model,
+        "_encode",
+        lambda matrix, mod, samples, size: calls.append(mod) or encode(matrix, mod, samples, size),
     )
     model.write_results()
     model.match_cells()
@@ -251,7 +269,8 @@ def test_outputs_encode_the_training_data_once_until_training(unpaired_mdata, mo
 
 
 def _rna_input(model):
-    return model.modalities_["rna"].matrix, "rna", 4096
+    data = model.modalities_["rna"]
+    return data.matrix, "rna", data.batches, 4096
 
 
 def test_predict_shapes(unpaired_model, unpaired_mdata):

@@ -10,6 +10,7 @@ class _RegistryKeys(NamedTuple):
 
     X_KEY: str = "X"
     LABELS_KEY: str = "labels"
+    BATCH_KEY: str = "batch"
     INDICES_KEY: str = "ind_x"
 
 
@@ -41,6 +42,7 @@ class _LossKeys(NamedTuple):
     CONTRASTIVE: str = "contrastive"
     CLASSIFIER: str = "classifier"
     ANCHOR: str = "anchor"
+    SAMPLE_MIXING: str = "sample_mixing"
     DISCRIMINATOR: str = "discriminator"
     TOTAL: str = "loss"
 

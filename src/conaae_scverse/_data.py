@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _LABEL_CODES_COLUMN = "_conaae_labels"
+_BATCH_CODES_COLUMN = "_conaae_batch"
 _INDEX_COLUMN = "_conaae_index"
 #: Anchor spec meaning "cells with equal obs_names in both modalities are known pairs".
 ANCHOR_BY_OBS_NAMES = "obs_names"
@@ -42,6 +43,7 @@ class SetupArgs:
     atac_layer: str | None
     labels_key: str | None
     anchor_key: str | None
+    batch_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable form."""
@@ -299,6 +301,56 @@ def label_codes(adata: ad.AnnData, labels_key: str | None, categories: list[str]
     return codes
 
 
+def batch_categories(adata: ad.AnnData, batch_key: str | None, mod_name: str) -> list[str]:
+    """Sample categories of one modality, in order; ``[]`` when it has no ``batch_key`` column.
+
+    Every cell needs a sample: a NaN in the column is an error (unlike a missing label).
+    """
+    if batch_key is None or batch_key not in adata.obs:
+        return []
+    column = adata.obs[batch_key]
+    if column.isna().any():
+        msg = (
+            f"batch_key {batch_key!r} is NaN for {int(column.isna().sum())} cells of modality "
+            f"{mod_name!r}; every cell needs its sample. Fill it in (e.g. with the name of "
+            "the experiment) before ConAAE.setup_mudata."
+        )
+        raise ValueError(msg)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        present = set(column.astype(str))
+        return [str(c) for c in column.cat.categories if str(c) in present]
+    return pd.unique(column.astype(str)).tolist()
+
+
+def batch_codes(
+    adata: ad.AnnData, batch_key: str | None, categories: list[str], mod_name: str
+) -> np.ndarray:
+    """Integer code of each cell's sample over ``categories`` (all 0 without samples)."""
+    if not categories:
+        return np.zeros(adata.n_obs, dtype=np.int64)
+    if batch_key not in adata.obs:
+        msg = (
+            f"The model was trained with samples in column {batch_key!r} of modality "
+            f"{mod_name!r}, but this data has no such column. Add it, with the model's "
+            f"categories ({categories[:10]})."
+        )
+        raise KeyError(msg)
+    column = adata.obs[batch_key].astype(object)
+    lookup = {c: i for i, c in enumerate(categories)}
+    as_str = column.where(column.isna(), column.astype(str))
+    unknown = sorted(set(as_str.dropna()) - set(lookup), key=str)
+    if unknown or column.isna().any():
+        found = unknown[:5] if unknown else ["NaN"]
+        msg = (
+            f"Samples {found} in column {batch_key!r} of modality {mod_name!r} are not among "
+            f"the model's ({categories[:10]}): the networks have no parameters for them. Train "
+            "a model on data that include these samples (setup_mudata with the same "
+            "batch_key), or pass cells of the model's samples."
+        )
+        raise ValueError(msg)
+    return as_str.map(lookup).to_numpy(dtype=np.int64)
+
+
 def partner_indices(
     rna: ad.AnnData, atac: ad.AnnData, column: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -376,24 +428,35 @@ class ModalityData:
         """Registered label codes (-1 for unlabelled), shape (n_obs,)."""
         return self.manager.adata.obs[_LABEL_CODES_COLUMN].to_numpy()
 
+    @property
+    def batches(self) -> np.ndarray:
+        """Registered sample codes (0 for every cell without samples), shape (n_obs,)."""
+        return self.manager.adata.obs[_BATCH_CODES_COLUMN].to_numpy()
+
 
 def build_modality(
     name: str,
     adata: ad.AnnData,
     matrix,
     codes: np.ndarray,
+    batches: np.ndarray | None = None,
     var_names: pd.Index | None = None,
 ) -> ModalityData:
     """Register one modality without touching ``adata``.
 
-    CSC matrices are converted to CSR once, because minibatches slice rows. ``var_names``
+    CSC matrices are converted to CSR once, because minibatches slice rows. ``codes`` and
+    ``batches`` are each cell's label and sample codes (``None``: one sample). ``var_names``
     names the columns of ``matrix`` when they are not ``adata``'s features.
     """
     if sparse.issparse(matrix) and matrix.format != "csr":
         matrix = sparse.csr_matrix(matrix)
     backed = is_backed_sparse(matrix)
     obs = pd.DataFrame(
-        {_LABEL_CODES_COLUMN: codes, _INDEX_COLUMN: np.arange(adata.n_obs, dtype=np.int64)},
+        {
+            _LABEL_CODES_COLUMN: codes,
+            _BATCH_CODES_COLUMN: np.zeros(adata.n_obs, np.int64) if batches is None else batches,
+            _INDEX_COLUMN: np.arange(adata.n_obs, dtype=np.int64),
+        },
         index=pd.Index(adata.obs_names.astype(str)),
     )
     columns = adata.var_names if var_names is None else var_names
@@ -405,6 +468,7 @@ def build_modality(
         fields=[
             LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False),
             NumericalObsField(REGISTRY_KEYS.LABELS_KEY, _LABEL_CODES_COLUMN),
+            NumericalObsField(REGISTRY_KEYS.BATCH_KEY, _BATCH_CODES_COLUMN),
             NumericalObsField(REGISTRY_KEYS.INDICES_KEY, _INDEX_COLUMN),
         ],
         setup_method_args={"setup_method_name": "setup_mudata", "setup_args": {"modality": name}},

@@ -83,6 +83,10 @@ class UnpairedLoader(DataLoader):
         return zip(*iterators, strict=False)
 
 
+#: Keys of the known pairs' sample codes in an anchor minibatch.
+ANCHOR_SAMPLE_KEYS = {mod: f"{mod}_batch" for mod in MODALITIES}
+
+
 class ShardedBatchSampler:
     """Minibatches of dataset positions, split across the processes of a distributed run.
 
@@ -240,14 +244,16 @@ class ConAAEDataModule(LightningDataModule):
         if len(pairs) < 2:
             logger.warning("Fewer than 2 known pairs among the training cells: anchor loss off.")
             return None
-        rna = self.modalities[MODALITIES.RNA].matrix
-        atac = self.modalities[MODALITIES.ATAC].matrix
+        rna, atac = self.modalities[MODALITIES.RNA], self.modalities[MODALITIES.ATAC]
+        samples = {mod: torch.as_tensor(d.batches) for mod, d in self.modalities.items()}
 
         def collate(rows: list[int]) -> dict[str, torch.Tensor]:
             chosen = pairs[np.asarray(rows)]
             return {
-                MODALITIES.RNA: dense_rows(rna, chosen[:, 0]),
-                MODALITIES.ATAC: dense_rows(atac, chosen[:, 1]),
+                MODALITIES.RNA: dense_rows(rna.matrix, chosen[:, 0]),
+                MODALITIES.ATAC: dense_rows(atac.matrix, chosen[:, 1]),
+                ANCHOR_SAMPLE_KEYS[MODALITIES.RNA]: samples[MODALITIES.RNA][chosen[:, 0]],
+                ANCHOR_SAMPLE_KEYS[MODALITIES.ATAC]: samples[MODALITIES.ATAC][chosen[:, 1]],
             }
 
         size = min(self.batch_size, len(pairs))

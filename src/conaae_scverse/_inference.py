@@ -33,7 +33,7 @@ class InferenceMixin:
             raise ValueError(msg)
         if mdata is None or mdata is self.mdata:
             data = self.modalities_[modality]
-            return data.matrix, data.obs_names
+            return data.matrix, data.obs_names, data.batches
         _data.check_mudata(mdata)
         mod_name = self.setup_.mod_name(modality)
         adata = _data.get_modality(mdata, mod_name, modality)
@@ -46,7 +46,10 @@ class InferenceMixin:
                 "trained on."
             )
             raise ValueError(msg)
-        return matrix, adata.obs_names
+        samples = _data.batch_codes(
+            adata, self.setup_.batch_key, self.batch_categories_[modality], mod_name
+        )
+        return matrix, adata.obs_names, samples
 
     @torch.inference_mode()
     def get_latent_representation(
@@ -70,10 +73,10 @@ class InferenceMixin:
         if (mdata is None or mdata is self.mdata) and modality in MODALITIES:
             z, _ = self._latents(None)[modality]
             return z.copy()
-        matrix, _ = self._inference_matrix(mdata, modality)
-        return self._encode(matrix, modality, batch_size)
+        matrix, _, samples = self._inference_matrix(mdata, modality)
+        return self._encode(matrix, modality, samples, batch_size)
 
-    def _encode(self, matrix, modality: str, batch_size: int) -> np.ndarray:
+    def _encode(self, matrix, modality: str, samples: np.ndarray, batch_size: int) -> np.ndarray:
         return map_rows(
             self.module,
             matrix,
@@ -83,23 +86,21 @@ class InferenceMixin:
             width=self.module.n_latent,
             batch_size=batch_size,
             description=f"Encoding {modality.upper()} cells",
+            samples=samples,
         )
 
-    def _encode_scores(self, scores: np.ndarray, modality: str) -> np.ndarray:
+    def _encode_scores(self, scores: np.ndarray, modality: str, samples: np.ndarray) -> np.ndarray:
         """Latents of principal-axis scores (what a projected modality's encoder reads)."""
-
-        def encode(x: torch.Tensor, mod: str) -> torch.Tensor:
-            return self.module.encoders[mod](x)
-
         return map_rows(
             self.module,
             scores,
             modality,
-            dense=encode,
-            sparse_csr_rows=encode,
+            dense=self.module.encoder_net,
+            sparse_csr_rows=self.module.encoder_net,
             width=self.module.n_latent,
             batch_size=4096,
             description=f"Encoding {modality.upper()} cells",
+            samples=samples,
         )
 
     @torch.inference_mode()
@@ -143,8 +144,10 @@ class InferenceMixin:
             msg = "The model was set up without labels_key, so it cannot predict labels."
             raise ValueError(msg)
         check_unknown_call(min_confidence, unknown_label, self.label_categories_)
-        matrix, obs_names = self._inference_matrix(mdata, modality)
-        z = torch.as_tensor(self._encode(matrix, modality, batch_size), device=self.device)
+        matrix, obs_names, samples = self._inference_matrix(mdata, modality)
+        z = torch.as_tensor(
+            self._encode(matrix, modality, samples, batch_size), device=self.device
+        )
         probs = torch.softmax(self.module.classify(z), dim=1).cpu().numpy()
         if soft:
             return pd.DataFrame(probs, index=obs_names, columns=self.label_categories_)
@@ -196,12 +199,12 @@ class InferenceMixin:
         latents = {}
         scores = getattr(self, "_training_data", None) if own else None
         for mod in MODALITIES:
-            matrix, names = self._inference_matrix(mdata, mod)
+            matrix, names, samples = self._inference_matrix(mdata, mod)
             if scores is not None and self.module.is_projected(mod):
                 # The scores computed for training: no second pass over the wide matrix.
-                latents[mod] = self._encode_scores(scores[mod].matrix, mod), names
+                latents[mod] = self._encode_scores(scores[mod].matrix, mod, samples), names
             else:
-                latents[mod] = self._encode(matrix, mod, 4096), names
+                latents[mod] = self._encode(matrix, mod, samples, 4096), names
         if own:
             self._latent_cache = (self.n_train_calls_, latents)
         return latents
@@ -362,11 +365,13 @@ def map_rows(
     width: int,
     batch_size: int,
     description: str,
+    samples: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply a module function to blocks of rows of a dense or sparse matrix, in eval mode.
 
     ``dense`` takes a dense float32 block, ``sparse_csr_rows`` a torch CSR block (sparse
-    inputs are never densified); both also take ``modality``. Returns (n_rows, width) float32.
+    inputs are never densified); both also take ``modality``, and the block's sample codes
+    when ``samples`` (one code per row) is given. Returns (n_rows, width) float32.
     """
     module.eval()
     device = next(module.parameters()).device
@@ -382,11 +387,12 @@ def map_rows(
             starts, description=description, disable=len(starts) < PROGRESS_MIN_BLOCKS
         ):
             rows = np.arange(start, min(start + batch_size, matrix.shape[0]))
+            extra = () if samples is None else (torch.as_tensor(samples[rows], device=device),)
             if is_sparse:
                 block = _sparse_rows(matrix, slice(start, start + len(rows)))
-                result = sparse_csr_rows(block.to(device), modality)
+                result = sparse_csr_rows(block.to(device), modality, *extra)
             else:
-                result = dense(dense_rows(matrix, rows).to(device), modality)
+                result = dense(dense_rows(matrix, rows).to(device), modality, *extra)
             out[rows] = result.cpu().numpy()
     return out
 

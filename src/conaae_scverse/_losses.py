@@ -111,6 +111,56 @@ def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, *, n_kernels: int = 5) -> tor
     return k_xx + k_yy - 2 * k_xy
 
 
+def label_conditional_sample_mmd(
+    z: torch.Tensor, labels: torch.Tensor, samples: torch.Tensor, *, n_kernels: int = 5
+) -> torch.Tensor:
+    """Mean MMD between each sample's cells of a label and the other samples' cells of it.
+
+    Only cells of the same label are compared, with kernel bandwidths from that label's cells
+    (as in :func:`gaussian_mmd`), so samples with different type compositions are not pushed
+    onto each other and a label's term does not depend on where the other labels are: what
+    is aligned is where each type sits, not how many cells it has. A sample with fewer than
+    2 cells of a label, or a label with fewer than 2 cells in the other samples, is skipped.
+
+    Parameters
+    ----------
+    z
+        Latents of shape (n, d).
+    labels
+        Label codes of shape (n,); -1 (unlabelled) cells are left out.
+    samples
+        Sample codes of shape (n,).
+
+    Returns
+    -------
+    Scalar tensor; 0 when no label has cells of two samples.
+    """
+    terms = []
+    for label in torch.unique(labels[labels >= 0]):
+        mine = labels == label
+        z_label, sample = z[mine], samples[mine]
+        present, counts = torch.unique(sample, return_counts=True)
+        if len(present) < 2 or len(z_label) < 4:
+            continue
+        in_sample = (sample[:, None] == present[None, :]).to(z.dtype)  # cells x samples
+        n_in = counts.to(z.dtype)
+        n_out = len(z_label) - n_in
+        keep = (n_in >= 2) & (n_out >= 2)
+        if not bool(keep.any()):
+            continue
+        a = in_sample[:, keep] / n_in[keep]
+        b = (1.0 - in_sample[:, keep]) / n_out[keep]
+        sq = torch.cdist(z_label, z_label).pow(2)
+        n = len(z_label)
+        base = (sq.detach().sum() / (n * n - n)).clamp_min(1e-12) / (2 ** (n_kernels // 2))
+        kernel = sum(torch.exp(-sq / (base * 2**i)) for i in range(n_kernels))
+        ka, kb = kernel @ a, kernel @ b
+        terms.append((a * ka).sum(0) + (b * kb).sum(0) - 2 * (a * kb).sum(0))
+    if not terms:
+        return z.sum() * 0.0
+    return torch.cat(terms).mean()
+
+
 def lsgan_generator(score_rna: torch.Tensor, score_atac: torch.Tensor) -> torch.Tensor:
     """Least-squares adversarial loss of the encoders: make the discriminator swap modalities.
 

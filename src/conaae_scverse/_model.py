@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -63,8 +64,11 @@ class ConAAE(TrainingMixin, InferenceMixin):
         ``"supervised"`` or ``"self_supervised"`` force one.
     loss_weights
         Weights of the loss terms by name (``reconstruction``, ``adversarial``, ``cycle``,
-        ``contrastive``, ``classifier``, ``anchor``, ``mmd``); missing names keep the paper's
-        defaults (10, 10, 10, 10, 1, 0.1, 10). A weight of 0 switches a term off.
+        ``contrastive``, ``classifier``, ``anchor``, ``mmd``, ``sample_mixing``); missing
+        names keep the paper's defaults (10, 10, 10, 10, 1, 0.1, 10) and 1 for
+        ``sample_mixing`` (ours: with several samples in a modality, see ``batch_key`` of
+        :meth:`setup_mudata`, cells of one label are pulled together across samples by a
+        label-conditional MMD). A weight of 0 switches a term off.
     margin
         Triplet margin alpha.
     augmentation_noise
@@ -198,6 +202,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
         matrices = {mod: data.matrix for mod, data in modalities.items()}
         if registry is None:
             categories = list(registration.categories)
+            samples = {mod: list(registration.batch_categories[mod]) for mod in MODALITIES}
             log1p = {
                 mod: resolve_log1p(input_transform, mod, matrices[mod], setup.mod_name(mod))
                 for mod in MODALITIES
@@ -211,12 +216,22 @@ class ConAAE(TrainingMixin, InferenceMixin):
             }
         else:
             categories = list(registry["label_categories"])
+            # Models saved before samples existed have none.
+            samples = {
+                mod: list(registry.get("batch_categories", {}).get(mod, [])) for mod in MODALITIES
+            }
             log1p = dict(registry["log1p"])
             # Models saved before the projection existed have none.
             n_components = dict(registry.get("n_components", dict.fromkeys(MODALITIES, 0)))
             for mod in MODALITIES:
                 check_features(adatas[mod], registry["var_names"][mod], setup.mod_name(mod))
         self.label_categories_ = categories
+        self.batch_categories_ = samples
+        # Samples of the training data; later ones were mapped on (load_query_data).
+        saved_reference = {} if registry is None else registry.get("n_reference_batches", {})
+        n_reference = {
+            mod: int(saved_reference.get(mod, max(1, len(samples[mod])))) for mod in MODALITIES
+        }
         self.log1p_ = log1p
         self.n_components_ = n_components
 
@@ -228,6 +243,12 @@ class ConAAE(TrainingMixin, InferenceMixin):
                 for mod in MODALITIES
             }
         registered = {mod: data.labels for mod, data in modalities.items()}
+        sample_codes = {mod: data.batches for mod, data in modalities.items()}
+        for mod in MODALITIES:
+            if samples[mod] != registration.batch_categories[mod]:  # a loaded model's own
+                sample_codes[mod] = _data.batch_codes(
+                    adatas[mod], setup.batch_key, samples[mod], setup.mod_name(mod)
+                )
         # A modality without any label gets pseudo-labels from a prior (not when loading:
         # the prior only steers training, and is not saved).
         self.label_prior_: LabelPrior | None = None
@@ -245,9 +266,15 @@ class ConAAE(TrainingMixin, InferenceMixin):
                 seed=params.seed,
             )
         for mod in MODALITIES:
-            # Registered once; a modality whose labels this model changes gets its own.
-            if not np.array_equal(codes[mod], registered[mod]):
-                modalities[mod] = _data.build_modality(mod, adatas[mod], matrices[mod], codes[mod])
+            # Registered once; a modality whose labels or samples this model codes otherwise
+            # gets its own.
+            if not (
+                np.array_equal(codes[mod], registered[mod])
+                and np.array_equal(sample_codes[mod], modalities[mod].batches)
+            ):
+                modalities[mod] = _data.build_modality(
+                    mod, adatas[mod], matrices[mod], codes[mod], sample_codes[mod]
+                )
         self.modalities_: dict[str, _data.ModalityData] = modalities
         self.anchor_pairs_ = registration.anchor_pairs
         contrastive_mode = params.contrastive
@@ -289,6 +316,10 @@ class ConAAE(TrainingMixin, InferenceMixin):
                 n_labels=len(categories),
                 log1p_rna=log1p[MODALITIES.RNA],
                 log1p_atac=log1p[MODALITIES.ATAC],
+                n_batches_rna=n_reference[MODALITIES.RNA],
+                n_batches_atac=n_reference[MODALITIES.ATAC],
+                n_query_batches_rna=max(0, len(samples[MODALITIES.RNA]) - n_reference["rna"]),
+                n_query_batches_atac=max(0, len(samples[MODALITIES.ATAC]) - n_reference["atac"]),
                 n_components_rna=n_components[MODALITIES.RNA],
                 n_components_atac=n_components[MODALITIES.ATAC],
                 alignment=params.alignment,
@@ -332,7 +363,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
         self.n_train_calls_ = 0
         self.train_indices_: dict[str, np.ndarray] = {}
         self.validation_indices_: dict[str, np.ndarray] = {}
-        if saved is not None:
+        if saved is not None and saved.state:
             _persistence.load_weights(self.module, saved)
             self.is_trained_ = saved.settings.get("is_trained", True)
             self.n_train_calls_ = saved.settings.get("n_train_calls", 0)
@@ -352,6 +383,7 @@ class ConAAE(TrainingMixin, InferenceMixin):
         labels_key: str | None = None,
         anchor_key: str | None = None,
         gene_links: ad.AnnData | None = None,
+        batch_key: str | None = None,
     ) -> None:
         """Register the RNA and ATAC modalities of a MuData for :class:`ConAAE`.
 
@@ -385,6 +417,14 @@ class ConAAE(TrainingMixin, InferenceMixin):
             :func:`conaae_scverse.pp.link_peaks_to_genes`. When one modality has no labels,
             they tell which of its populations is which (``label_prior`` of
             :class:`ConAAE`); they are not saved with the model.
+        batch_key
+            Optional ``.obs`` column naming each cell's sample (donor, library, time point),
+            in one or both modalities; every cell of a modality that has the column needs a
+            value. Each modality's samples are its own categories (RNA and ATAC samples are
+            different experiments even when their names agree). With more than one sample in
+            a modality, its encoder and decoder are conditioned on the sample, so that the
+            shared latent keeps the biology and not the sample. Saved with the model; cells
+            of a sample the model was not trained on are refused, with an error that says so.
 
         Examples
         --------
@@ -392,9 +432,104 @@ class ConAAE(TrainingMixin, InferenceMixin):
         """
         _registration.register(
             mdata,
-            _data.SetupArgs(rna_mod, atac_mod, rna_layer, atac_layer, labels_key, anchor_key),
+            _data.SetupArgs(
+                rna_mod, atac_mod, rna_layer, atac_layer, labels_key, anchor_key, batch_key
+            ),
             gene_links,
         )
+
+    @classmethod
+    def load_query_data(
+        cls,
+        mdata: MuData,
+        reference: ConAAE | str | os.PathLike,
+        *,
+        freeze_reference: bool = True,
+    ) -> ConAAE:
+        """Map cells of new samples onto a trained model (scArches, as scvi-tools models do).
+
+        ``mdata`` holds the query: cells of new samples in one or both modalities (cells of
+        the reference's samples may come along). The new model has the reference's weights and
+        settings; each new sample gets its own shifts, started at the mean of the reference
+        samples' and, by default, the only parameters that :meth:`train` then changes (the
+        BatchNorm statistics stay too), so cells of the reference's samples keep their
+        embeddings. Train it briefly (e.g. ``query.train(max_epochs=20)``), then use it as any
+        model: embeddings, labels with confidence and matches of the query's cells.
+
+        Parameters
+        ----------
+        mdata
+            MuData of the query, with the reference's features and modality names and its
+            ``batch_key`` column in every modality that has samples; set up here with the
+            reference's setup arguments.
+        reference
+            A trained :class:`ConAAE` set up with ``batch_key``, or a directory it was saved to.
+        freeze_reference
+            Train only the new samples' shifts (default); ``False`` fine-tunes every weight
+            (the reference's embeddings then move).
+
+        Returns
+        -------
+        A model of the query data.
+
+        Examples
+        --------
+        >>> query = ca.ConAAE.load_query_data(new_mdata, model)
+        >>> query.train(max_epochs=20)
+        >>> query.write_results()
+        """
+        if isinstance(reference, ConAAE):
+            saved = _persistence.SavedModel(
+                None, _persistence.model_settings(reference), reference.module.state_dict()
+            )
+        else:
+            saved = _persistence.read_model(reference)
+        settings = dict(saved.settings)
+        setup = _data.SetupArgs(**settings["setup"])
+        if setup.batch_key is None:
+            msg = (
+                "The reference model was set up without batch_key, so it has no samples to map "
+                "new ones beside. Train the reference with setup_mudata(..., batch_key=...)."
+            )
+            raise ValueError(msg)
+        cls.setup_mudata(mdata, **setup.to_dict())
+        registration = _registration.recall_registration(mdata)
+        known = {m: list(v) for m, v in settings.get("batch_categories", {}).items()}
+        n_reference = {mod: max(1, len(known.get(mod, []))) for mod in MODALITIES}
+        extended = {}
+        for mod in MODALITIES:
+            new = [c for c in registration.batch_categories[mod] if c not in known.get(mod, [])]
+            if new and not known.get(mod):
+                msg = (
+                    f"The reference has no samples in modality {setup.mod_name(mod)!r} (no "
+                    f"{setup.batch_key!r} column there when it was trained), so new samples "
+                    f"{new[:5]} cannot be mapped beside them. Drop the column from this "
+                    "modality of the query, or retrain with samples in both modalities."
+                )
+                raise ValueError(msg)
+            extended[mod] = known.get(mod, []) + new
+        settings.update(
+            batch_categories=extended,
+            n_reference_batches=n_reference,
+            history={},
+            n_train_calls=0,
+            is_trained=True,
+        )
+        model = cls.__new__(cls)
+        model._build(mdata, saved.hyperparameters, _persistence.SavedModel(None, settings, {}))
+        state = _persistence.merge_sample_shifts(saved.state)
+        missing, unexpected = model.module.load_state_dict(state, strict=False)
+        if unexpected or any(".query." not in key for key in missing):
+            msg = (
+                "The reference's weights do not fit a model of its own settings "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); save it again."
+            )
+            raise _persistence.ModelFileError(msg)
+        model.module.start_query_shifts()
+        if freeze_reference:
+            model.module.freeze_reference()
+        model.module.eval()
+        return model
 
     # ------------------------------------------------------------------ persistence
     def save(self, dir_path: str, *, overwrite: bool = False) -> None:

@@ -22,6 +22,8 @@ class LossWeights:
 
     The defaults are the paper's (Table 3: alpha = 10 on reconstruction, adversarial,
     contrastive, cycle and MMD terms; beta = 1 on the classifier; 0.1 on the anchor term).
+    ``sample_mixing`` (ours, only with several samples in a modality, see ``batch_key``):
+    label-conditional MMD between each sample's cells of a label and the other samples'.
     """
 
     reconstruction: float = 10.0
@@ -31,6 +33,7 @@ class LossWeights:
     classifier: float = 1.0
     anchor: float = 0.1
     mmd: float = 10.0
+    sample_mixing: float = 1.0
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict form."""
@@ -59,6 +62,69 @@ def sparse_csr(
         return torch.sparse_csr_tensor(
             crow_indices, col_indices, values, size=size, check_invariants=False
         )
+
+
+class SampleShifts(nn.Module):
+    """Per-sample shifts added after linear layers: the sample covariate of a network.
+
+    Adding row b of a (n_samples, width) table to a linear layer's output equals feeding the
+    one-hot code of sample b as extra inputs of that layer, as scvi-tools' networks inject
+    covariates. The rows of the reference samples and those of samples mapped on later
+    (:meth:`ConAAE.load_query_data`) are separate parameters, so that the reference's can
+    stay frozen while the new ones train.
+
+    Parameters
+    ----------
+    widths
+        Output width of each shifted layer.
+    n_reference
+        Samples of the training data.
+    n_query
+        Samples mapped on later.
+    """
+
+    def __init__(self, widths: Sequence[int], n_reference: int, n_query: int = 0):
+        super().__init__()
+        self.n_reference, self.n_query = n_reference, n_query
+        self.reference = nn.ParameterList([torch.zeros(n_reference, w) for w in widths])
+        self.query = nn.ParameterList([torch.zeros(n_query, w) for w in widths])
+
+    def __len__(self) -> int:
+        return len(self.reference)
+
+    def shift(self, layer: int, batch: torch.Tensor) -> torch.Tensor:
+        """Shift of ``layer`` (0 = first shifted layer) for cells of samples ``batch``."""
+        table = self.reference[layer]
+        if self.n_query:
+            table = torch.cat([table, self.query[layer]])
+        return table[batch]
+
+
+def run_network(
+    network: nn.Sequential,
+    x: torch.Tensor,
+    shifts: SampleShifts | None = None,
+    batch: torch.Tensor | None = None,
+    *,
+    skip_first: bool = False,
+) -> torch.Tensor:
+    """Apply ``network``, adding the sample shifts after its first ``len(shifts)`` linear layers.
+
+    ``skip_first``: ``x`` is already the output of the first (linear) layer.
+    """
+    if shifts is None or batch is None:
+        layers = list(network)[1:] if skip_first else network
+        for layer in layers:
+            x = layer(x)
+        return x
+    shifted = 0
+    for i, layer in enumerate(network):
+        if not (skip_first and i == 0):
+            x = layer(x)
+        if isinstance(layer, nn.Linear) and shifted < len(shifts):
+            x = x + shifts.shift(shifted, batch)
+            shifted += 1
+    return x
 
 
 class _Discriminator(nn.Module):
@@ -94,6 +160,12 @@ class ConAAEModule(nn.Module):
         Number of label categories; 0 means no classifier head.
     log1p_rna, log1p_atac
         Whether inputs are log1p-transformed before standardisation (for counts).
+    n_batches_rna, n_batches_atac
+        Number of samples of each modality; with more than one, each sample shifts the
+        hidden layers of the encoder and every layer of the decoder (:class:`SampleShifts`).
+    n_query_batches_rna, n_query_batches_atac
+        Samples mapped onto a trained model (:meth:`ConAAE.load_query_data`), after the
+        ``n_batches_*`` reference samples.
     n_components_rna, n_components_atac
         Number of principal axes the standardised input of each modality is projected on
         before the encoder (the decoder then reconstructs these scores); 0 feeds the
@@ -129,6 +201,10 @@ class ConAAEModule(nn.Module):
         n_labels: int = 0,
         log1p_rna: bool = True,
         log1p_atac: bool = True,
+        n_batches_rna: int = 1,
+        n_batches_atac: int = 1,
+        n_query_batches_rna: int = 0,
+        n_query_batches_atac: int = 0,
         n_components_rna: int = 0,
         n_components_atac: int = 0,
         alignment: str = "adversarial",
@@ -151,8 +227,14 @@ class ConAAEModule(nn.Module):
         sizes = {MODALITIES.RNA: n_input_rna, MODALITIES.ATAC: n_input_atac}
         self.n_components = {MODALITIES.RNA: n_components_rna, MODALITIES.ATAC: n_components_atac}
         hidden = {MODALITIES.RNA: list(hidden_rna), MODALITIES.ATAC: list(hidden_atac)}
+        self.n_batches = {
+            MODALITIES.RNA: (n_batches_rna, n_query_batches_rna),
+            MODALITIES.ATAC: (n_batches_atac, n_query_batches_atac),
+        }
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
+        self.encoder_shifts = nn.ModuleDict()
+        self.decoder_shifts = nn.ModuleDict()
         for mod, n_in in sizes.items():
             width = self.n_components[mod] or n_in
             encoder = _mlp(width, hidden[mod], n_latent, dropout=dropout)
@@ -160,6 +242,14 @@ class ConAAEModule(nn.Module):
                 encoder.append(nn.BatchNorm1d(n_latent, affine=False))
             self.encoders[mod] = encoder
             self.decoders[mod] = _mlp(n_latent, hidden[mod][::-1], width, dropout=dropout)
+            n_reference, n_query = self.n_batches[mod]
+            if n_reference + n_query > 1:
+                # The encoder's latent layer is not shifted: samples may not move the latent
+                # directly; the decoder's output layer is (sample-specific feature levels).
+                self.encoder_shifts[mod] = SampleShifts(hidden[mod], n_reference, n_query)
+                self.decoder_shifts[mod] = SampleShifts(
+                    [*hidden[mod][::-1], width], n_reference, n_query
+                )
             # Per-feature moments of the (log1p-transformed) input, set from the data.
             self.register_buffer(f"{mod}_mean", torch.zeros(n_in))
             self.register_buffer(f"{mod}_std", torch.ones(n_in))
@@ -173,15 +263,86 @@ class ConAAEModule(nn.Module):
 
     # ---- parameters groups for the two optimizers ----
     def autoencoder_parameters(self) -> list[nn.Parameter]:
-        """Parameters updated in the autoencoder step (encoders, decoders, classifier)."""
-        params = [*self.encoders.parameters(), *self.decoders.parameters()]
+        """Parameters updated in the autoencoder step.
+
+        Encoders, decoders, sample shifts and classifier; frozen ones (``requires_grad=False``)
+        are left out.
+        """
+        params = [
+            *self.encoders.parameters(),
+            *self.decoders.parameters(),
+            *self.encoder_shifts.parameters(),
+            *self.decoder_shifts.parameters(),
+        ]
         if self.classifier is not None:
             params += list(self.classifier.parameters())
-        return params
+        return [p for p in params if p.requires_grad]
+
+    @staticmethod
+    def _shifts(table: nn.ModuleDict, modality: str) -> SampleShifts | None:
+        return table[modality] if modality in table else None
+
+    def has_samples(self, modality: str) -> bool:
+        """Whether ``modality``'s networks are conditioned on samples."""
+        return modality in self.encoder_shifts
+
+    def n_samples(self, modality: str) -> int:
+        """Count the samples of ``modality`` (reference and mapped-on ones)."""
+        return sum(self.n_batches[modality])
+
+    def encoder_net(
+        self, x: torch.Tensor, modality: str, batch: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Run the encoder of ``modality`` on its input (what :meth:`training_input` gives)."""
+        return run_network(
+            self.encoders[modality], x, self._shifts(self.encoder_shifts, modality), _codes(batch)
+        )
+
+    def decoder_net(
+        self, z: torch.Tensor, modality: str, batch: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Run the decoder of ``modality`` on latents."""
+        return run_network(
+            self.decoders[modality], z, self._shifts(self.decoder_shifts, modality), _codes(batch)
+        )
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
-        """Parameters updated in the discriminator step."""
-        return [] if self.discriminator is None else list(self.discriminator.parameters())
+        """Parameters updated in the discriminator step (none when frozen)."""
+        if self.discriminator is None:
+            return []
+        return [p for p in self.discriminator.parameters() if p.requires_grad]
+
+    def freeze_reference(self) -> None:
+        """Train only the shifts of mapped-on samples (scArches' recipe).
+
+        Every other parameter stops learning and BatchNorm layers keep their running
+        statistics in training mode, so the reference cells' embeddings do not move.
+        """
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        for table in (self.encoder_shifts, self.decoder_shifts):
+            for shifts in table.values():
+                for parameter in shifts.query:
+                    parameter.requires_grad_(True)
+        self.batch_norm_frozen = True
+        self.train(self.training)
+
+    def start_query_shifts(self) -> None:
+        """Start each mapped-on sample's shifts at the mean of the reference samples'."""
+        with torch.no_grad():
+            for table in (self.encoder_shifts, self.decoder_shifts):
+                for shifts in table.values():
+                    for reference, query in zip(shifts.reference, shifts.query, strict=True):
+                        query.copy_(reference.mean(0, keepdim=True).expand_as(query))
+
+    def train(self, mode: bool = True) -> ConAAEModule:
+        """Set training mode; BatchNorm layers stay in eval mode after :meth:`freeze_reference`."""
+        super().train(mode)
+        if getattr(self, "batch_norm_frozen", False):
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm1d):
+                    module.eval()
+        return self
 
     # ---- forward pieces ----
     def set_feature_moments(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -250,11 +411,18 @@ class ConAAEModule(nn.Module):
         """
         return x if self.is_projected(modality) else self.standardize(x, modality)
 
-    def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Latent of raw inputs ``x`` of shape (n, n_features), shape (n, n_latent)."""
-        return self.encoders[modality](self.represent(x, modality))
+    def encode(
+        self, x: torch.Tensor, modality: str, batch: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Latent of raw inputs ``x`` of shape (n, n_features), shape (n, n_latent).
 
-    def encode_sparse(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        ``batch``: sample code of each row, needed when the model has samples.
+        """
+        return self.encoder_net(self.represent(x, modality), modality, batch)
+
+    def encode_sparse(
+        self, x: torch.Tensor, modality: str, batch: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """:meth:`encode` of a sparse CSR batch, without densifying it.
 
         Without a projection, the first linear layer splits exactly into the output of an
@@ -269,19 +437,26 @@ class ConAAEModule(nn.Module):
             duplicate entries.
         modality
             ``"rna"`` or ``"atac"``.
+        batch
+            Sample code of each row, needed when the model has samples.
 
         Returns
         -------
-        Latents of shape (n, n_latent), equal to ``encode(x.to_dense(), modality)``.
+        Latents of shape (n, n_latent), equal to ``encode(x.to_dense(), modality, batch)``.
         """
         if self.is_projected(modality):
-            return self.encoders[modality](self.represent_sparse(x, modality))
+            return self.encoder_net(self.represent_sparse(x, modality), modality, batch)
         correction, zero_value = self._sparse_correction(x, modality)
-        first, *rest = self.encoders[modality]
+        encoder = self.encoders[modality]
+        first = encoder[0]
         hidden = correction @ first.weight.T + first(zero_value)
-        for layer in rest:
-            hidden = layer(hidden)
-        return hidden
+        return run_network(
+            encoder,
+            hidden,
+            self._shifts(self.encoder_shifts, modality),
+            _codes(batch),
+            skip_first=True,
+        )
 
     def classify(self, z: torch.Tensor) -> torch.Tensor:
         """Label logits of latents, shape (n, n_labels)."""
@@ -304,6 +479,10 @@ class ConAAEModule(nn.Module):
         anchor_rna: torch.Tensor | None = None,
         anchor_atac: torch.Tensor | None = None,
         *,
+        batch_rna: torch.Tensor | None = None,
+        batch_atac: torch.Tensor | None = None,
+        anchor_batch_rna: torch.Tensor | None = None,
+        anchor_batch_atac: torch.Tensor | None = None,
         adversarial_scale: float = 1.0,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Every loss term of the autoencoder step, by name, and the latents.
@@ -319,6 +498,8 @@ class ConAAEModule(nn.Module):
         anchor_rna, anchor_atac
             Training-data rows of known pairs, row i of one paired with row i of the other;
             only given in anchor mode.
+        batch_rna, batch_atac, anchor_batch_rna, anchor_batch_atac
+            Sample codes of the rows of ``x_*`` and ``anchor_*`` (needed with samples).
         adversarial_scale
             Multiplier of the adversarial weight (0 during the autoencoder warm-up).
 
@@ -330,7 +511,8 @@ class ConAAEModule(nn.Module):
         w = self.weights
         x = {MODALITIES.RNA: self.training_input(x_rna, MODALITIES.RNA)}
         x[MODALITIES.ATAC] = self.training_input(x_atac, MODALITIES.ATAC)
-        z = {mod: self.encoders[mod](x[mod]) for mod in x}
+        batch = {MODALITIES.RNA: batch_rna, MODALITIES.ATAC: batch_atac}
+        z = {mod: self.encoder_net(x[mod], mod, batch[mod]) for mod in x}
         terms: dict[str, torch.Tensor] = {}
         total = z[MODALITIES.RNA].new_zeros(())
 
@@ -339,7 +521,7 @@ class ConAAEModule(nn.Module):
                 (MODALITIES.RNA, LOSS_KEYS.RECONSTRUCTION_RNA),
                 (MODALITIES.ATAC, LOSS_KEYS.RECONSTRUCTION_ATAC),
             ):
-                terms[key] = F.mse_loss(self.decoders[mod](z[mod]), x[mod])
+                terms[key] = F.mse_loss(self.decoder_net(z[mod], mod, batch[mod]), x[mod])
                 total = total + w.reconstruction * terms[key]
 
         if self.alignment == "adversarial" and w.adversarial > 0:
@@ -353,11 +535,17 @@ class ConAAEModule(nn.Module):
 
         if w.cycle > 0:
             # RNA latent -> ATAC decoder -> ATAC encoder returns the same latent, and vice versa.
-            cycle_rna = self.encoders[MODALITIES.ATAC](self.decoders[MODALITIES.ATAC](z["rna"]))
-            cycle_atac = self.encoders[MODALITIES.RNA](self.decoders[MODALITIES.RNA](z["atac"]))
-            terms[LOSS_KEYS.CYCLE] = F.mse_loss(cycle_rna, z["rna"]) + F.mse_loss(
-                cycle_atac, z["atac"]
-            )
+            # With samples, the other modality's networks run as a random one of its samples:
+            # the latent then has to hold what every sample shares.
+            cycle = {}
+            for mod, other in (
+                (MODALITIES.RNA, MODALITIES.ATAC),
+                (MODALITIES.ATAC, MODALITIES.RNA),
+            ):
+                as_sample = self._random_samples(other, len(z[mod]), z[mod].device)
+                decoded = self.decoder_net(z[mod], other, as_sample)
+                cycle[mod] = F.mse_loss(self.encoder_net(decoded, other, as_sample), z[mod])
+            terms[LOSS_KEYS.CYCLE] = cycle[MODALITIES.RNA] + cycle[MODALITIES.ATAC]
             total = total + w.cycle * terms[LOSS_KEYS.CYCLE]
 
         labels = None
@@ -373,8 +561,10 @@ class ConAAEModule(nn.Module):
                 )
             else:
                 views = {
-                    mod: self.encoders[mod](
-                        x[mod] + self.augmentation_noise * torch.randn_like(x[mod])
+                    mod: self.encoder_net(
+                        x[mod] + self.augmentation_noise * torch.randn_like(x[mod]),
+                        mod,
+                        batch[mod],
                     )
                     for mod in x
                 }
@@ -391,10 +581,23 @@ class ConAAEModule(nn.Module):
                 )
                 total = total + w.classifier * terms[LOSS_KEYS.CLASSIFIER]
 
+        if labels is not None and w.sample_mixing > 0 and any(map(self.has_samples, x)):
+            # Cells of one label sit together whatever their sample (modality by modality).
+            n_rna = len(z[MODALITIES.RNA])
+            own_labels = {MODALITIES.RNA: labels[:n_rna], MODALITIES.ATAC: labels[n_rna:]}
+            terms[LOSS_KEYS.SAMPLE_MIXING] = sum(
+                _losses.label_conditional_sample_mmd(z[mod], own_labels[mod], _codes(batch[mod]))
+                for mod in x
+                if self.has_samples(mod)
+            )
+            total = total + w.sample_mixing * terms[LOSS_KEYS.SAMPLE_MIXING]
+
         if anchor_rna is not None and anchor_atac is not None and w.anchor > 0:
             anchors = {MODALITIES.RNA: anchor_rna, MODALITIES.ATAC: anchor_atac}
+            anchor_batch = {MODALITIES.RNA: anchor_batch_rna, MODALITIES.ATAC: anchor_batch_atac}
             z_rna, z_atac = (
-                self.encoders[mod](self.training_input(anchors[mod], mod)) for mod in MODALITIES
+                self.encoder_net(self.training_input(anchors[mod], mod), mod, anchor_batch[mod])
+                for mod in MODALITIES
             )
             terms[LOSS_KEYS.ANCHOR] = F.mse_loss(z_rna, z_atac)
             total = total + w.anchor * terms[LOSS_KEYS.ANCHOR]
@@ -402,8 +605,19 @@ class ConAAEModule(nn.Module):
         terms[LOSS_KEYS.TOTAL] = total
         return terms, z
 
+    def _random_samples(self, modality: str, n: int, device) -> torch.Tensor | None:
+        """``n`` sample codes of ``modality`` drawn uniformly (``None`` without samples)."""
+        if not self.has_samples(modality):
+            return None
+        return torch.randint(self.n_samples(modality), (n,), device=device)
+
     def discriminator_loss(self, z_rna: torch.Tensor, z_atac: torch.Tensor) -> torch.Tensor:
         """Least-squares loss of the discriminator on (detached) latents."""
         return _losses.lsgan_discriminator(
             self.discriminate(z_rna.detach()), self.discriminate(z_atac.detach())
         )
+
+
+def _codes(batch: torch.Tensor | None) -> torch.Tensor | None:
+    """Sample codes as a flat long tensor (the loaders give float columns)."""
+    return None if batch is None else batch.reshape(-1).long()

@@ -63,7 +63,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(msg)
 
 
-def _settings(model: ConAAE) -> dict[str, Any]:
+def model_settings(model: ConAAE) -> dict[str, Any]:
     from . import __version__
 
     return {
@@ -73,6 +73,8 @@ def _settings(model: ConAAE) -> dict[str, Any]:
         "init_params": model.hyperparameters_.to_dict(),
         "setup": model.setup_.to_dict(),
         "label_categories": model.label_categories_,
+        "batch_categories": model.batch_categories_,
+        "n_reference_batches": {m: model.module.n_batches[m][0] for m in MODALITIES},
         "log1p": model.log1p_,
         "n_components": model.n_components_,
         "var_names": {m: model.modalities_[m].var_names.tolist() for m in MODALITIES},
@@ -124,7 +126,7 @@ def save_model(model: ConAAE, dir_path: str | os.PathLike, *, overwrite: bool) -
             )
             raise FileExistsError(msg)
     state = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
-    settings = json.dumps(_settings(model), default=_json_default).encode()
+    settings = json.dumps(model_settings(model), default=_json_default).encode()
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -184,6 +186,9 @@ def _check_settings(settings: Any, path: Path) -> None:
 
     setup = settings["setup"]
     fields = list(SetupArgs.__dataclass_fields__)
+    if isinstance(setup, dict):
+        # Files written before batch_key existed lack it.
+        setup.setdefault("batch_key", None)
     if not isinstance(setup, dict) or sorted(setup) != sorted(fields):
         raise _fail(path, f"'setup' must have exactly the fields {fields}")
     for key, value in setup.items():
@@ -193,6 +198,25 @@ def _check_settings(settings: Any, path: Path) -> None:
 
     if not _is_str_list(settings["label_categories"]):
         raise _fail(path, "'label_categories' must be a list of strings")
+    samples = settings.get("batch_categories", {m: [] for m in MODALITIES})
+    if (
+        not isinstance(samples, dict)
+        or sorted(samples) != sorted(MODALITIES)
+        or not all(_is_str_list(v) for v in samples.values())
+    ):
+        raise _fail(path, "'batch_categories' must map 'rna' and 'atac' to lists of strings")
+    n_reference = settings.get(
+        "n_reference_batches", {m: max(1, len(samples[m])) for m in samples}
+    )
+    if (
+        not isinstance(n_reference, dict)
+        or sorted(n_reference) != sorted(MODALITIES)
+        or not all(
+            isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= max(1, len(samples[m]))
+            for m, k in n_reference.items()
+        )
+    ):
+        raise _fail(path, "'n_reference_batches' must map 'rna' and 'atac' to sample counts")
     log1p, var_names = settings["log1p"], settings["var_names"]
     if (
         not isinstance(log1p, dict)
@@ -373,6 +397,22 @@ def read_model(dir_path: str | os.PathLike) -> SavedModel:
     state = _read_weights(directory / WEIGHTS_FILE)
     _check_architecture(settings, state, directory)
     return SavedModel(directory, settings, state)
+
+
+def merge_sample_shifts(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Return the weights with the shifts of mapped-on samples made reference ones.
+
+    A model that was itself mapped onto a reference keeps the shifts of its two kinds of
+    samples apart (``...reference.i`` and ``...query.i``); as the reference of a new mapping,
+    all of them are reference samples, in the same order as its sample categories.
+    """
+    merged = dict(state)
+    for key in [k for k in state if ".query." in k]:
+        query = merged.pop(key)
+        target = key.replace(".query.", ".reference.")
+        if target in merged and query.numel():
+            merged[target] = torch.cat([merged[target], query])
+    return merged
 
 
 def load_weights(module: torch.nn.Module, saved: SavedModel) -> None:

@@ -23,6 +23,8 @@ from ._data import (
     ModalityData,
     SetupArgs,
     anchor_pairs,
+    batch_categories,
+    batch_codes,
     build_modality,
     check_mudata,
     get_matrix,
@@ -52,6 +54,8 @@ class Registration:
     #: Each modality with its own AnnDataManager, labels coded over ``categories``.
     modalities: dict[str, ModalityData]
     categories: list[str]
+    #: Sample categories of each modality (``[]``: one sample, no ``batch_key`` column).
+    batch_categories: dict[str, list[str]]
     anchor_pairs: np.ndarray | None
     gene_links: ad.AnnData | None
 
@@ -167,6 +171,27 @@ def check_gene_links(links: Any, rna: ad.AnnData, atac: ad.AnnData, atac_mod: st
     )
 
 
+def _batch_categories(setup: SetupArgs, adatas: dict[str, ad.AnnData]) -> dict[str, list[str]]:
+    """Sample categories of each modality; the column may be in one modality only."""
+    batch_key = setup.batch_key
+    if batch_key is None:
+        return {mod: [] for mod in MODALITIES}
+    if not isinstance(batch_key, str):
+        msg = f"batch_key must be a column name (str) or None, got {batch_key!r}."
+        raise TypeError(msg)
+    samples = {
+        mod: batch_categories(adatas[mod], batch_key, setup.mod_name(mod)) for mod in MODALITIES
+    }
+    if not any(samples.values()):
+        msg = (
+            f"batch_key {batch_key!r} is in the obs of neither modality "
+            f"({setup.rna_mod!r}, {setup.atac_mod!r}). Add the sample column to at least one "
+            "modality, or pass batch_key=None."
+        )
+        raise KeyError(msg)
+    return samples
+
+
 def register(mdata: MuData, setup: SetupArgs, gene_links: ad.AnnData | None) -> Registration:
     """Check ``mdata`` against ``setup`` once and remember the registration.
 
@@ -218,12 +243,14 @@ def register(mdata: MuData, setup: SetupArgs, gene_links: ad.AnnData | None) -> 
         gene_links = check_gene_links(
             gene_links, adatas[MODALITIES.RNA], adatas[MODALITIES.ATAC], atac_mod
         )
+    samples = _batch_categories(setup, adatas)
     modalities = {
         mod: build_modality(
             mod,
             adatas[mod],
             matrices[mod],
             label_codes(adatas[mod], labels_key, categories),
+            batch_codes(adatas[mod], setup.batch_key, samples[mod], setup.mod_name(mod)),
         )
         for mod in MODALITIES
     }
@@ -233,6 +260,7 @@ def register(mdata: MuData, setup: SetupArgs, gene_links: ad.AnnData | None) -> 
         sources=matrices,
         modalities=modalities,
         categories=categories,
+        batch_categories=samples,
         anchor_pairs=anchors,
         gene_links=gene_links,
     )

@@ -25,6 +25,9 @@ from ._training_plan import ConAAETrainingPlan, EpochSnapshot
 logger = logging.getLogger(__name__)
 
 _TARGET_STEPS = 500  # default number of training steps, see `TrainingMixin.train`
+# Beyond ~128k cells per modality 20 epochs outgrow this; more steps did not help at 10k-100k
+# cells and would make the training time grow with the cells (benchmarks/scale.py).
+_MAX_DEFAULT_STEPS = 10_000
 
 
 class TrainingMixin:
@@ -67,7 +70,9 @@ class TrainingMixin:
         ----------
         max_epochs
             Passes over the larger modality. Default: about 500 minibatch steps, i.e.
-            ``clip(500 / steps_per_epoch, 20, 500)`` epochs.
+            ``clip(500 / steps_per_epoch, 20, 500)`` epochs, but no more epochs than fit in
+            10,000 steps (at least one): this binds above ~128k cells per modality at the
+            default ``batch_size``, so that the training time stops growing with the cells.
         batch_size
             Cells per minibatch of each modality (the paper uses 32; larger batches give the
             triplet mining and the discriminator more cells to compare and train faster).
@@ -189,6 +194,9 @@ class TrainingMixin:
         n_steps = data.steps_per_epoch
         if max_epochs is None:
             max_epochs = int(np.clip(round(_TARGET_STEPS / n_steps), 20, 500))
+            if max_epochs * n_steps > _MAX_DEFAULT_STEPS:
+                # Whole epochs, so that the learning-rate schedule ends where training does.
+                max_epochs = max(1, _MAX_DEFAULT_STEPS // n_steps)
         if check_val_every_n_epoch is None:
             check_val_every_n_epoch = 1 if early_stopping else max(1, max_epochs // 20)
         if early_stopping and not has_validation:
@@ -257,7 +265,9 @@ class TrainingMixin:
                         logger.info("Reading modality %r into memory for training.", mod)
                         adata = source.manager.adata
                         in_memory = source.matrix.to_memory()
-                        data[mod] = build_modality(mod, adata, in_memory, source.labels)
+                        data[mod] = build_modality(
+                            mod, adata, in_memory, source.labels, source.batches
+                        )
                     continue
                 k = self.module.n_components[mod]
                 scores = map_rows(
@@ -272,7 +282,9 @@ class TrainingMixin:
                 )
                 adata = source.manager.adata
                 names = pd.Index([f"component_{i}" for i in range(k)])
-                data[mod] = build_modality(mod, adata, scores, source.labels, var_names=names)
+                data[mod] = build_modality(
+                    mod, adata, scores, source.labels, source.batches, var_names=names
+                )
             self._training_data = data
         return self._training_data
 

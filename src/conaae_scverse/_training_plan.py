@@ -11,6 +11,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ._compat import TrainingPlan
 from ._constants import LOSS_KEYS, REGISTRY_KEYS
+from ._data_module import ANCHOR_SAMPLE_KEYS
 from ._module import ConAAEModule
 
 
@@ -93,7 +94,7 @@ class ConAAETrainingPlan(TrainingPlan):
                 weight_decay=self.weight_decay,
             )
         ]
-        if self.module.discriminator is not None:
+        if self.module.discriminator_parameters():  # none without one, or frozen
             optimizers.append(
                 _adam(
                     self.module.discriminator_parameters(),
@@ -121,6 +122,10 @@ class ConAAETrainingPlan(TrainingPlan):
             atac[REGISTRY_KEYS.LABELS_KEY],
             None if anchor is None else anchor["rna"],
             None if anchor is None else anchor["atac"],
+            batch_rna=rna[REGISTRY_KEYS.BATCH_KEY],
+            batch_atac=atac[REGISTRY_KEYS.BATCH_KEY],
+            anchor_batch_rna=None if anchor is None else anchor[ANCHOR_SAMPLE_KEYS["rna"]],
+            anchor_batch_atac=None if anchor is None else anchor[ANCHOR_SAMPLE_KEYS["atac"]],
             adversarial_scale=1.0 if self._adversarial_on else 0.0,
         )
 

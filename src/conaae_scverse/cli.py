@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--atac-layer", default=None, help="ATAC layer (default: .X)")
     run.add_argument("--labels-key", default=None, help="obs column with cell labels (optional)")
     run.add_argument(
+        "--batch-key",
+        default=None,
+        help="obs column naming each cell's sample (donor, library), in one or both "
+        "modalities (optional)",
+    )
+    run.add_argument(
         "--gene-annotation",
         default=None,
         metavar="FILE",
@@ -117,6 +123,7 @@ def _run(args: argparse.Namespace) -> dict:
         atac_layer=args.atac_layer,
         labels_key=args.labels_key,
         gene_links=links,
+        batch_key=args.batch_key,
     )
     model = ConAAE(mdata, seed=args.seed, n_input_components=args.input_components)
     if model.label_categories_:
@@ -208,6 +215,7 @@ _ARGUMENT_TO_OPTION = {
     **{f"`{role}_mod`": f"--{role}-mod" for role in ("rna", "atac")},
     **{f"`{role}_mod=`": f"--{role}-mod" for role in ("rna", "atac")},
     "pass labels_key=None": "leave out --labels-key",
+    "pass batch_key=None": "leave out --batch-key",
     "rna_layer=": "--rna-layer ",
     "min_confidence must be": "--min-confidence must be",
     "n_input_components must be": "--input-components must be",

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 LABEL_KEY = "cell_type"
 GENE_KEY = "gene"
+SAMPLE_KEY = "sample"
 _LATENT_DIM = 10
 _BLOCK_CELLS = 5000  # cells sampled at once: bounds the memory of the draws
 
@@ -37,6 +38,8 @@ def simulate_wide(
     rna_depth: float = 3000.0,
     atac_depth: float = 2500.0,
     type_separation: float = 2.0,
+    n_samples: int = 1,
+    sample_effect: float = 0.5,
     random_state: int | None = 0,
 ) -> md.MuData:
     """Simulate paired RNA and ATAC counts as wide and sparse as real multiome data.
@@ -58,6 +61,13 @@ def simulate_wide(
        by the cell's activities, then a feature of that program by fixed log-normal feature
        weights: multinomial counts, as sparse as the depths make them (with the defaults
        about 5 % of RNA and 2 % of ATAC entries are non-zero).
+    4. **Samples** (``n_samples`` > 1). Each cell comes from one of ``n_samples`` samples
+       (donors, libraries), with equal chances. Every sample has its own type proportions
+       (its own Dirichlet draw), and in each modality its own sequencing depth (the median
+       times ``exp(sample_effect * N(0, 1))``) and feature-wise scaling (each feature's weight
+       times ``exp(sample_effect * N(0, 1))``, drawn per sample and feature): what a batch
+       effect does to counts. ``sample_effect=0`` keeps only the composition differences,
+       with the same draws otherwise, so the effect can be measured against its absence.
 
     Finally the ATAC cells are put in a random order (row order carries no pairing); RNA
     cells are named ``rna_0 ..``, ATAC cells ``atac_0 ..``.
@@ -77,6 +87,10 @@ def simulate_wide(
     type_separation
         Standard deviation of the type centres, in units of the within-type spread: lower is
         harder.
+    n_samples
+        Samples the cells come from (1: none).
+    sample_effect
+        Log-scale standard deviation of the samples' depth and feature-wise scaling (>= 0).
     random_state
         Seed; the same seed and arguments give identical data.
 
@@ -86,7 +100,9 @@ def simulate_wide(
     ``gene_0 ..``) and ``"atac"`` (``n_cells x n_peaks``, var names ``peak_0 ..`` and column
     ``gene``, the linked gene). Both have obs columns ``cell_type`` (categorical
     ``"type_0" ..``), ``batch`` (a copy of ``cell_type``, the label name of
-    :func:`simulate`), ``true_partner`` (evaluation only) and ``mismatched`` (all false).
+    :func:`simulate`), ``true_partner`` (evaluation only) and ``mismatched`` (all false);
+    with ``n_samples`` > 1 also ``sample`` (categorical ``"sample_0" ..``; a cell's two
+    measurements come from the same sample).
 
     Examples
     --------
@@ -96,11 +112,24 @@ def simulate_wide(
     (2000, 20000)
     """
     _check(n_cells, n_genes, n_peaks, n_types, n_programs, rna_depth, atac_depth)
+    check_count("n_samples", n_samples, 1)
+    if not is_number(sample_effect) or not sample_effect >= 0:
+        msg = f"sample_effect must be a number >= 0, got {sample_effect!r}."
+        raise ValueError(msg)
     rng = np.random.default_rng(random_state)
     n = int(n_cells)
 
-    proportions = rng.dirichlet(np.full(n_types, 2.0))
-    types = rng.choice(n_types, size=n, p=proportions)
+    if n_samples == 1:
+        samples = np.zeros(n, dtype=np.intp)
+        proportions = rng.dirichlet(np.full(n_types, 2.0))
+        types = rng.choice(n_types, size=n, p=proportions)
+    else:
+        samples = rng.integers(n_samples, size=n)
+        proportions = rng.dirichlet(np.full(n_types, 2.0), size=n_samples)
+        types = np.empty(n, dtype=np.intp)
+        for s in range(n_samples):
+            members = np.flatnonzero(samples == s)
+            types[members] = rng.choice(n_types, size=len(members), p=proportions[s])
     centres = rng.normal(scale=type_separation, size=(n_types, _LATENT_DIM))
     state = centres[types] + rng.standard_normal((n, _LATENT_DIM))
 
@@ -118,19 +147,34 @@ def simulate_wide(
         hidden @ rng.normal(scale=1 / np.sqrt(32), size=(32, n_programs))
     )
 
-    rna = _sample_counts(rna_logits, gene_program, gene_weight, rna_depth, rng)
-    atac = _sample_counts(atac_logits, peak_program, peak_weight, atac_depth, rng)
+    if n_samples == 1:
+        rna = _sample_counts(rna_logits, gene_program, gene_weight, rna_depth, rng)
+        atac = _sample_counts(atac_logits, peak_program, peak_weight, atac_depth, rng)
+        order = rng.permutation(n)
+    else:
+        # Drawn before the counts, whose number of draws follows the depths: the cells and
+        # their order are then the same whatever the sample effect.
+        order = rng.permutation(n)
+        rna = _sample_counts_by_sample(
+            rna_logits, gene_program, gene_weight, rna_depth, samples, sample_effect, rng
+        )
+        atac = _sample_counts_by_sample(
+            atac_logits, peak_program, peak_weight, atac_depth, samples, sample_effect, rng
+        )
 
-    order = rng.permutation(n)
     rna_names = np.array([f"rna_{i}" for i in range(n)], dtype=object)
     atac_names = np.array([f"atac_{k}" for k in range(n)], dtype=object)
     rank = np.empty(n, dtype=np.intp)
     rank[order] = np.arange(n)
     categories = [f"type_{t}" for t in range(n_types)]
 
-    def _obs(codes: np.ndarray, partners: np.ndarray, names: np.ndarray) -> pd.DataFrame:
+    sample_names = [f"sample_{s}" for s in range(n_samples)]
+
+    def _obs(
+        codes: np.ndarray, partners: np.ndarray, names: np.ndarray, sample: np.ndarray
+    ) -> pd.DataFrame:
         labels = pd.Categorical.from_codes(codes, categories=categories)
-        return pd.DataFrame(
+        obs = pd.DataFrame(
             {
                 LABEL_KEY: labels,
                 BATCH_KEY: labels.copy(),
@@ -139,16 +183,19 @@ def simulate_wide(
             },
             index=pd.Index(names, name=None),
         )
+        if n_samples > 1:
+            obs[SAMPLE_KEY] = pd.Categorical.from_codes(sample, categories=sample_names)
+        return obs
 
     gene_names = np.array([f"gene_{j}" for j in range(n_genes)], dtype=object)
     rna_ad = ad.AnnData(
         X=rna,
-        obs=_obs(types, atac_names[rank], rna_names),
+        obs=_obs(types, atac_names[rank], rna_names, samples),
         var=pd.DataFrame(index=gene_names),
     )
     atac_ad = ad.AnnData(
         X=atac[order],
-        obs=_obs(types[order], rna_names[order], atac_names),
+        obs=_obs(types[order], rna_names[order], atac_names, samples[order]),
         var=pd.DataFrame(
             {GENE_KEY: gene_names[peak_gene]}, index=[f"peak_{j}" for j in range(n_peaks)]
         ),
@@ -167,7 +214,8 @@ def simulate_wide(
         "parameters": (
             f"n_cells={n}, n_genes={n_genes}, n_peaks={n_peaks}, n_types={n_types}, "
             f"n_programs={n_programs}, rna_depth={rna_depth}, atac_depth={atac_depth}, "
-            f"type_separation={type_separation}, random_state={random_state}"
+            f"type_separation={type_separation}, n_samples={n_samples}, "
+            f"sample_effect={sample_effect}, random_state={random_state}"
         ),
     }
     return build_mudata(rna_ad, atac_ad, provenance)
@@ -214,6 +262,39 @@ def _sample_counts(
         block.sum_duplicates()
         blocks.append(block)
     return sp.vstack(blocks, format="csr")
+
+
+def _sample_counts_by_sample(
+    logits: np.ndarray,
+    feature_program: np.ndarray,
+    feature_weight: np.ndarray,
+    depth: float,
+    samples: np.ndarray,
+    effect: float,
+    rng: np.random.Generator,
+) -> sp.csr_matrix:
+    """:func:`_sample_counts` of each sample's cells, with its own depth and feature scaling."""
+    n_samples = int(samples.max()) + 1
+    depth_factor = np.exp(effect * rng.standard_normal(n_samples))
+    feature_factor = np.exp(effect * rng.standard_normal((n_samples, len(feature_weight))))
+    rows = np.empty(len(samples), dtype=np.intp)
+    blocks, start = [], 0
+    for s in range(n_samples):
+        members = np.flatnonzero(samples == s)
+        if len(members) == 0:
+            continue
+        blocks.append(
+            _sample_counts(
+                logits[members],
+                feature_program,
+                feature_weight * feature_factor[s],
+                depth * depth_factor[s],
+                rng,
+            )
+        )
+        rows[members] = np.arange(start, start + len(members))
+        start += len(members)
+    return sp.vstack(blocks, format="csr")[rows]
 
 
 def _check(n_cells, n_genes, n_peaks, n_types, n_programs, rna_depth, atac_depth) -> None:

@@ -21,6 +21,7 @@ def conaae(
     atac_layer: str | None = None,
     anchor_key: str | None = None,
     gene_links: AnnData | None = None,
+    batch_key: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     match: Literal["nearest", "one_to_one"] = "nearest",
     min_confidence: float | None = None,
@@ -47,6 +48,9 @@ def conaae(
     gene_links
         Peak-gene links from :func:`conaae_scverse.pp.link_peaks_to_genes`, for a modality
         without labels, see :meth:`~conaae_scverse.ConAAE.setup_mudata`.
+    batch_key
+        Optional obs column naming each cell's sample, in one or both modalities, see
+        :meth:`~conaae_scverse.ConAAE.setup_mudata`.
     model_kwargs
         Hyperparameters of :class:`~conaae_scverse.ConAAE` (e.g. ``n_latent``).
     match
@@ -77,6 +81,7 @@ def conaae(
         labels_key=labels_key,
         anchor_key=anchor_key,
         gene_links=gene_links,
+        batch_key=batch_key,
     )
     model = ConAAE(mdata, **dict(model_kwargs or {}))
     if model.label_categories_:
