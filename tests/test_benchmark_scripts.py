@@ -87,6 +87,21 @@ def test_every_script_takes_the_standard_flags(script):
     assert "--out-dir" not in proc.stdout and "--seed " not in proc.stdout
 
 
+def _run_quick(script: str, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    """Run a benchmark script in --quick mode with its outputs in ``out``; check it succeeded."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", *flags, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        check=False,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("script", "stem", "needs_data"),
@@ -109,17 +124,7 @@ def test_every_script_takes_the_standard_flags(script):
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
     if needs_data and not (DATA / "sci_car_a549").is_dir():
         pytest.skip("sci-CAR data not available at ../shared/data")
-    out = "--out"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", out, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-        check=False,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_quick(script, tmp_path)
     assert "| --- |" in proc.stdout or "|---|" in proc.stdout  # a markdown table was printed
     md = (tmp_path / f"{stem}.md").read_text()
     assert md.startswith("# ") and "|---|" in md
@@ -146,17 +151,7 @@ def test_sweep_merge_pools_seeds_and_refuses_duplicates(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_scale_backed_writes_the_data_in_blocks_and_reads_it_backed(tmp_path):
-    command = [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--quick", "--backed"]
-    proc = subprocess.run(
-        [*command, "--match-sizes", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-        check=False,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_quick("scale.py", tmp_path, "--backed", "--match-sizes")
     payload = json.loads((tmp_path / "scale_backed_quick.json").read_text())
     for result in payload["results"]:
         assert set(result["stages"]) == {"generate", "setup", "train", "write"}
