@@ -275,12 +275,13 @@ def subsample_pairs(mdata: md.MuData, n_cells: int, *, seed: int = 0) -> md.MuDa
     if n_cells >= n:
         return mdata
     rows = np.sort(np.random.default_rng(seed).permutation(n)[:n_cells])
-    sub = _subset(mdata, rows, partner_index(mdata)[rows])
+    sub = subset_cells(mdata, rows, partner_index(mdata)[rows])
     sub.uns.update(dict(mdata.uns))
     return sub
 
 
-def _subset(mdata: md.MuData, rna_rows: np.ndarray, atac_rows: np.ndarray) -> md.MuData:
+def subset_cells(mdata: md.MuData, rna_rows: np.ndarray, atac_rows: np.ndarray) -> md.MuData:
+    """A new MuData of the given rows of each modality (copies)."""
     rna = mdata.mod["rna"][np.asarray(rna_rows)].copy()
     atac = mdata.mod["atac"][np.asarray(atac_rows)].copy()
     with warnings.catch_warnings():
@@ -323,8 +324,8 @@ def make_split(
         [j for j in range(mdata.mod["atac"].n_obs) if j not in held_atac], dtype=int
     )
     train_atac = rng.permutation(train_atac)  # no row-order pairing in training data
-    train = _subset(mdata, train_rna, train_atac)
-    test = _subset(mdata, test_rna, partner[test_rna])
+    train = subset_cells(mdata, train_rna, train_atac)
+    test = subset_cells(mdata, test_rna, partner[test_rna])
     return Split(train, test, len(train_rna), len(test_rna), transductive)
 
 

@@ -67,8 +67,8 @@ def _split(mdata, dataset: str):
     if dataset != "bmmc":
         return mdata, mdata
     rows = {mod: mdata.mod[mod].obs["is_train"].astype(bool).to_numpy() for mod in mdata.mod}
-    train = common._subset(mdata, np.flatnonzero(rows["rna"]), np.flatnonzero(rows["atac"]))
-    test = common._subset(mdata, np.flatnonzero(~rows["rna"]), np.flatnonzero(~rows["atac"]))
+    train = common.subset_cells(mdata, np.flatnonzero(rows["rna"]), np.flatnonzero(rows["atac"]))
+    test = common.subset_cells(mdata, np.flatnonzero(~rows["rna"]), np.flatnonzero(~rows["atac"]))
     train.uns["dataset"] = dict(mdata.uns["dataset"])  # the genome build, for the links
     return train, test
 

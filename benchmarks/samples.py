@@ -16,7 +16,10 @@ Configurations (``--configs``):
   only, then sample 2 (its RNA labelled, its ATAC not) mapped onto it with
   ``ConAAE.load_query_data`` and ``--query-steps`` training steps of its new parameters.
   Compared with ``batch_key`` (all three samples from scratch): the accuracy of sample 2's
-  ATAC labels and the training time.
+  ATAC labels and the training time;
+- ``scvi_rna``: the field's reference for the batch covariate, scvi-tools' ``SCVI`` fitted on
+  the RNA counts alone with ``batch_key="sample"`` (default ``train()``); its latent is scored
+  as the RNA rows of the others.
 
 Reported per seed: FOSCTTM over all pairs (Euclidean; chance 0.5), the accuracy of the
 predicted ATAC labels, and per modality the share of each cell's 15 nearest neighbours in
@@ -24,6 +27,12 @@ the latent (same modality) that come from its own sample. With samples mixed as 
 compositions allow, that share is what ``no_effect`` gives (samples with different type
 proportions share fewer neighbours than 1/3 would say); a sample kept apart raises it
 towards 1.
+
+Integration metrics (scverse's ``scib-metrics``, each scaled to [0, 1], higher better; per
+modality, and jointly over both modalities' cells): iLISI of the sample (mixing), cLISI and
+silhouette of the true type (conservation), and the batch silhouette of the sample within
+types (mixing). Jointly, the batch is modality and sample (six batches). The ATAC types are
+the simulation's truth (hidden from the model).
 
 Examples
 --------
@@ -50,9 +59,12 @@ import _common as common
 from wide import LABEL_KEY, simulated_links
 
 SAMPLE_KEY = "sample"
-CONFIGS = ("no_effect", "effect", "batch_key", "query")
+CONFIGS = ("no_effect", "effect", "batch_key", "query", "scvi_rna")
 QUERY_SAMPLE = "sample_2"
 N_NEIGHBOURS = 15
+#: Neighbours of the LISI scores (scib's default perplexity of 30 uses 90).
+N_LISI_NEIGHBOURS = 90
+INTEGRATION_METRICS = ("ilisi", "clisi", "silhouette_label", "silhouette_batch")
 
 
 def same_sample_share(latent: np.ndarray, samples: np.ndarray, k: int = N_NEIGHBOURS) -> float:
@@ -64,14 +76,31 @@ def same_sample_share(latent: np.ndarray, samples: np.ndarray, k: int = N_NEIGHB
     return float(np.mean(samples[neighbours] == samples[:, None]))
 
 
-def run_one(task: tuple[str, int, dict]) -> dict:
-    """One seed of one configuration."""
+def integration_scores(latent: np.ndarray, samples: np.ndarray, labels: np.ndarray) -> dict:
+    """Sample mixing and type conservation of an embedding, by ``scib-metrics``."""
+    import scib_metrics
+    from scib_metrics.nearest_neighbors import NeighborsResults
+    from sklearn.neighbors import NearestNeighbors
+
+    latent = np.asarray(latent, dtype=np.float32)
+    samples, labels = np.asarray(samples).astype(str), np.asarray(labels).astype(str)
+    k = min(N_LISI_NEIGHBOURS, len(latent) - 1)
+    distances, indices = NearestNeighbors(n_neighbors=k + 1).fit(latent).kneighbors(latent)
+    # Each cell's own row is dropped, as scib-metrics' neighbour searches do.
+    neighbours = NeighborsResults(indices=indices[:, 1:], distances=distances[:, 1:])
+    return {
+        "ilisi": float(scib_metrics.ilisi_knn(neighbours, samples)),
+        "clisi": float(scib_metrics.clisi_knn(neighbours, labels)),
+        "silhouette_label": float(scib_metrics.silhouette_label(latent, labels)),
+        "silhouette_batch": float(scib_metrics.silhouette_batch(latent, labels, samples)),
+    }
+
+
+def simulate(sizes: dict, seed: int, *, effect: float):
+    """The benchmark's simulation of one seed."""
     import conaae_scverse as ca
 
-    config, seed, sizes = task
-    common.quiet()
-    effect = 0.0 if config == "no_effect" else sizes["effect"]
-    full = ca.datasets.simulate_wide(
+    return ca.datasets.simulate_wide(
         sizes["cells"],
         n_genes=sizes["genes"],
         n_peaks=sizes["peaks"],
@@ -79,6 +108,40 @@ def run_one(task: tuple[str, int, dict]) -> dict:
         sample_effect=effect,
         random_state=seed,
     )
+
+
+def run_scvi(seed: int, sizes: dict) -> dict:
+    """scvi-tools' SCVI on the RNA counts alone, with the sample as ``batch_key``."""
+    import scvi
+
+    common.quiet()
+    scvi.settings.seed = seed
+    rna = simulate(sizes, seed, effect=sizes["effect"])["rna"].copy()
+    scvi.model.SCVI.setup_anndata(rna, batch_key=SAMPLE_KEY)
+    model = scvi.model.SCVI(rna)
+    start = time.perf_counter()
+    model.train(max_epochs=sizes["max_epochs"], enable_progress_bar=False)
+    seconds = time.perf_counter() - start
+    latent = model.get_latent_representation()
+    samples = rna.obs[SAMPLE_KEY].to_numpy()
+    return {
+        "config": "scvi_rna",
+        "seed": seed,
+        "same_sample": {"rna": same_sample_share(latent, samples)},
+        "integration": {"rna": integration_scores(latent, samples, rna.obs[LABEL_KEY])},
+        "train_s": seconds,
+    }
+
+
+def run_one(task: tuple[str, int, dict]) -> dict:
+    """One seed of one configuration."""
+    import conaae_scverse as ca
+
+    config, seed, sizes = task
+    if config == "scvi_rna":
+        return run_scvi(seed, sizes)
+    common.quiet()
+    full = simulate(sizes, seed, effect=0.0 if config == "no_effect" else sizes["effect"])
     truth = full["atac"].obs[LABEL_KEY].astype(str).to_numpy()
     full["atac"].obs[LABEL_KEY] = np.full(full["atac"].n_obs, np.nan, dtype=object)
     in_query = {mod: (full[mod].obs[SAMPLE_KEY] == QUERY_SAMPLE).to_numpy() for mod in full.mod}
@@ -116,6 +179,17 @@ def run_one(task: tuple[str, int, dict]) -> dict:
     scores = common.score_alignment(mdata, latents["rna"], latents["atac"], metric="l2")
     predicted = mdata["atac"].obs["conaae_label"].astype(str).to_numpy()
     correct = predicted == truth
+    types = {"rna": mdata["rna"].obs[LABEL_KEY].astype(str).to_numpy(), "atac": truth}
+    samples = {mod: mdata[mod].obs[SAMPLE_KEY].astype(str).to_numpy() for mod in latents}
+    integration = {
+        mod: integration_scores(latents[mod], samples[mod], types[mod]) for mod in latents
+    }
+    integration["joint"] = integration_scores(
+        np.vstack([latents["rna"], latents["atac"]]),
+        # jointly, a sample of one modality is not the same batch as its namesake in the other
+        np.concatenate([[f"{mod}:{s}" for s in samples[mod]] for mod in ("rna", "atac")]),
+        np.concatenate([types["rna"], types["atac"]]),
+    )
     return {
         "config": config,
         "seed": seed,
@@ -128,8 +202,54 @@ def run_one(task: tuple[str, int, dict]) -> dict:
             mod: same_sample_share(z, mdata[mod].obs[SAMPLE_KEY].to_numpy())
             for mod, z in latents.items()
         },
+        "integration": integration,
         "train_s": seconds,
     }
+
+
+HEADER = (
+    "config",
+    "seed",
+    "FOSCTTM",
+    "ATAC label acc",
+    "same-sample neighbours RNA",
+    "same-sample neighbours ATAC",
+    "sample 2 ATAC label acc",
+    "train s (query: reference)",
+    "query train s",
+    "reference ATAC latents moved (max abs)",
+)
+
+
+def _cell(value: float | None, spec: str) -> str:
+    """A table cell; blank where a configuration does not measure it."""
+    return "" if value is None else format(value, spec)
+
+
+def alignment_row(run: dict) -> list[str]:
+    """One run's row of the main table (``scvi_rna`` has no ATAC, so most cells are blank)."""
+    same = run["same_sample"]
+    return [
+        run["config"],
+        str(run["seed"]),
+        _cell(run.get("foscttm"), ".3f"),
+        _cell(run.get("atac_label_acc"), ".3f"),
+        _cell(same.get("rna"), ".2f"),
+        _cell(same.get("atac"), ".2f"),
+        _cell(run.get("query_atac_label_acc"), ".3f"),
+        _cell(run["train_s"], ".0f"),
+        _cell(run.get("query_train_s"), ".0f"),
+        _cell(run.get("reference_moved"), ".1e"),
+    ]
+
+
+def integration_row(run: dict) -> list[str]:
+    """One run's scib-metrics scores: RNA, ATAC and joint, blank where not measured."""
+    cells = [run["config"], str(run["seed"])]
+    for part in ("rna", "atac", "joint"):
+        scores = run["integration"].get(part, {})
+        cells += [_cell(scores.get(metric), ".3f") for metric in INTEGRATION_METRICS]
+    return cells
 
 
 def _cells(mdata, keep: dict[str, np.ndarray]):
@@ -141,7 +261,9 @@ def _cells(mdata, keep: dict[str, np.ndarray]):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_standard_arguments(parser, seeds=3, threads=1, quick="smoke test: small data")
+    common.add_standard_arguments(
+        parser, seeds=3, threads=1, quick="smoke test: small data", first_seed=True
+    )
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     parser.add_argument("--cells", type=int, default=3000, help="cells per modality")
     parser.add_argument("--genes", type=int, default=2000)
@@ -171,33 +293,21 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         on_result=lambda task, r: print(f"{task[0]}, seed {task[1]}: {r}", flush=True),
     )
-    rows = [
+    ordered = sorted(runs, key=lambda r: (CONFIGS.index(r["config"]), r["seed"]))
+    table = common.markdown_table(HEADER, [alignment_row(r) for r in ordered])
+    integration = common.markdown_table(
         [
-            r["config"],
-            r["seed"],
-            f"{r['foscttm']:.3f}",
-            f"{r['atac_label_acc']:.3f}",
-            f"{r['same_sample']['rna']:.2f}",
-            f"{r['same_sample']['atac']:.2f}",
-            f"{r['query_atac_label_acc']:.3f}",
-            f"{r['train_s']:.0f}",
-            "" if r["query_train_s"] is None else f"{r['query_train_s']:.0f}",
-            "" if r["reference_moved"] is None else f"{r['reference_moved']:.1e}",
-        ]
-        for r in sorted(runs, key=lambda r: (CONFIGS.index(r["config"]), r["seed"]))
-    ]
-    header = [
-        "config",
-        "seed",
-        "FOSCTTM",
-        "ATAC label acc",
-        "same-sample neighbours RNA",
-        "same-sample neighbours ATAC",
-        "sample 2 ATAC label acc",
-        "train s (query: reference)",
-        "query train s",
-        "reference ATAC latents moved (max abs)",
-    ]
+            "config",
+            "seed",
+            *(
+                f"{m} {part}"
+                for part in ("RNA", "ATAC", "joint")
+                for m in ("iLISI", "cLISI", "label sil", "batch sil")
+            ),
+        ],
+        [integration_row(r) for r in ordered],
+    )
+    table += "\n\n## Integration metrics (scib-metrics)\n\n" + integration
     note = (
         f"`simulate_wide({args.cells}, n_genes={args.genes}, n_peaks={args.peaks}, "
         f"n_samples=3, sample_effect={args.effect} (0 for no_effect), random_state=seed)`; RNA "
@@ -206,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         f"share of each cell's {N_NEIGHBOURS} nearest cells of its modality in the latent "
         "that come from its own sample (no_effect: the level the compositions allow). "
         f"query: reference on samples 0-1, sample 2 mapped with {args.query_steps} steps; its "
-        "row scores every cell embedded by the mapped model. "
+        "row scores every cell embedded by the mapped model. scvi_rna: scvi-tools' SCVI on "
+        "the RNA counts alone with batch_key='sample' (default train()). Integration metrics: "
+        "scib-metrics' iLISI (sample mixing), cLISI and label silhouette (type conservation) "
+        f"and batch silhouette (mixing within types), on {N_LISI_NEIGHBOURS} neighbours, "
+        "scaled to [0, 1], higher better; jointly the batch is modality and sample; ATAC types "
+        "are the hidden truth. "
         f"{common.threads_note(args)}."
     )
     common.publish(
@@ -214,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples",
         "Several samples per modality (benchmarks/samples.py)",
         note,
-        common.markdown_table(header, rows),
+        table,
         {"runs": runs, "note": note},
     )
     return 0

@@ -53,7 +53,7 @@ def run(dataset: str, seed: int, held_out: str, full, args: argparse.Namespace) 
 
     key = common.LABEL_KEYS[dataset]
     rna_labels = full.mod["rna"].obs[key].astype(str).to_numpy()
-    mdata = common._subset(
+    mdata = common.subset_cells(
         full, np.flatnonzero(rna_labels != held_out), np.arange(full.mod["atac"].n_obs)
     )
     rna, atac = mdata.mod["rna"].obs, mdata.mod["atac"].obs

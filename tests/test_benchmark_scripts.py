@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 #: Scripts that do not take the shared flags of ``_common.add_standard_arguments`` yet.
 STANDARD_SCRIPTS = [
+    "bmmc_donors.py",
     "demo_seeds.py",
     "geometry_check.py",
     "label_ceiling.py",
@@ -24,6 +25,7 @@ STANDARD_SCRIPTS = [
     "peers.py",
     "prior_cost.py",
     "reproduce.py",
+    "samples.py",
     "scale.py",
     "speed.py",
     "sweep.py",
@@ -119,6 +121,7 @@ def _run_quick(script: str, out: Path, *flags: str) -> subprocess.CompletedProce
         ("vs_scglue.py", "vs_scglue_quick", True),
         ("wide.py", "wide_quick", False),
         ("samples.py", "samples_quick", False),
+        ("bmmc_donors.py", "bmmc_donors_quick", True),
     ],
 )
 def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
@@ -130,6 +133,16 @@ def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
     assert md.startswith("# ") and "|---|" in md
     payload = json.loads((tmp_path / f"{stem}.json").read_text())
     assert "environment" in payload
+
+
+@pytest.mark.slow
+def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
+    proc = _run_quick(
+        "vs_scglue.py", tmp_path, "--dataset", "simulated", "--methods", "conaae", "conaae_links"
+    )
+    md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
+    assert "simulate_wide(300" in md and "peak-gene links prior" in md
+    assert "seed 0: accuracy" in proc.stdout
 
 
 def test_sweep_merge_pools_seeds_and_refuses_duplicates(tmp_path, capsys):

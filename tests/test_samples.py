@@ -175,11 +175,13 @@ def test_a_query_gets_new_sample_shifts_and_trains_only_them(tmp_path, from_dire
     # the new sample starts at the mean of the reference samples
     torch.testing.assert_close(shifts.query[0][0], shifts.reference[0].mean(0))
     trainable = [n for n, p in query.module.named_parameters() if p.requires_grad]
-    assert trainable and all(".query." in n for n in trainable)
+    # the new shifts, and the discriminator (it embeds nothing)
+    assert any(".query." in n for n in trainable)
+    assert all(".query." in n or n.startswith("discriminator.") for n in trainable)
     query.train(**TRAIN)
     state = query.module.state_dict()
     for key, value in before.items():  # every reference weight and statistic is unchanged
-        if ".query." not in key:  # the reference has no mapped-on samples
+        if ".query." not in key and not key.startswith("discriminator."):
             torch.testing.assert_close(state[key], value, rtol=0, atol=0)
     assert not torch.equal(shifts.query[0], shifts.reference[0].mean(0, keepdim=True))
     # cells of the reference's samples keep their embeddings, to float tolerance
@@ -226,3 +228,29 @@ def test_query_mapping_needs_a_reference_with_samples():
     model = _model(reference_without_atac_samples)
     with pytest.raises(ValueError, match="no samples in modality 'atac'"):
         ConAAE.load_query_data(_query(), model)
+
+
+def test_a_query_with_an_unlabelled_modality_fits_its_own_label_prior():
+    def unlabelled_atac(seed, atac):
+        mdata = build_mudata(seed=seed, labels="rna")
+        return _with_samples(mdata, rna=("s1",), atac=atac)
+
+    with pytest.warns(UserWarning, match="no labels in modality"):
+        reference = _model(unlabelled_atac(1, ("a1", "a2")))
+    assert reference.prior_modality_ == "atac"
+    reference.train(**TRAIN)
+    with pytest.warns(UserWarning, match="no labels in modality"):
+        query = ConAAE.load_query_data(unlabelled_atac(2, ("a3",)), reference)
+    # the prior of the query's own cells, not the reference's
+    assert query.prior_modality_ == "atac" and query.label_prior_.source == "ot"
+    assert query.label_prior_.probabilities.shape == (36, 2)
+    labelled = ConAAE.load_query_data(_query(), reference)
+    assert labelled.label_prior_ is None  # both modalities of this query carry labels
+
+
+def test_the_joint_anndata_carries_the_sample_column():
+    mdata = _with_samples(build_mudata(), atac=None)
+    joint = _model(mdata).get_joint_adata()
+    rna = joint[joint.obs["modality"] == "rna"]
+    assert list(rna.obs["sample"]) == list(mdata.mod["rna"].obs["sample"])
+    assert joint[joint.obs["modality"] == "atac"].obs["sample"].isna().all()

@@ -32,11 +32,12 @@ def _data_dir() -> Path | None:
     return None
 
 
-def test_there_are_three_tutorials():
+def test_there_are_four_tutorials():
     assert [p.name for p in NOTEBOOKS] == [
         "label_transfer_unpaired.ipynb",
         "paired_multiome_anchor.ipynb",
         "quickstart_sci_car.ipynb",
+        "samples_and_query.ipynb",
     ]
 
 

@@ -294,8 +294,8 @@ class InferenceMixin:
         -------
         AnnData with ``n_rna + n_atac`` cells (obs_names prefixed ``"<modality>:"``), obs
         columns ``modality``, ``cell`` (the original obs_name), the registered label column
-        (when present) and ``conaae_label`` (when labels were registered), and
-        ``.obsm["X_conaae"]``.
+        (when present), the ``batch_key`` column (when registered; NaN in a modality without
+        it) and ``conaae_label`` (when labels were registered), and ``.obsm["X_conaae"]``.
         """
         target = self.mdata if mdata is None else mdata
         frames, latents = [], []
@@ -310,6 +310,13 @@ class InferenceMixin:
             source = target.mod[mod_name].obs
             if key is not None:
                 obs[key] = source[key].astype("object").to_numpy() if key in source else np.nan
+            batch_key = self.setup_.batch_key
+            if batch_key is not None and batch_key != key:
+                obs[batch_key] = (
+                    source[batch_key].astype("object").to_numpy()
+                    if batch_key in source
+                    else np.nan
+                )
             if self.label_categories_:
                 obs[OUTPUT_KEYS.LABEL] = np.asarray(self.label_categories_, dtype=object)[
                     self._label_probabilities(z).argmax(axis=1)
@@ -325,6 +332,9 @@ class InferenceMixin:
                     obs[column].astype("object").where(obs[column].notna(), None),
                     categories=self.label_categories_ or None,
                 )
+        batch_key = self.setup_.batch_key
+        if batch_key is not None and batch_key in obs:
+            obs[batch_key] = pd.Categorical(obs[batch_key])
         joint = ad.AnnData(obs=obs)
         joint.obsm[OUTPUT_KEYS.LATENT] = np.concatenate(latents)
         return joint

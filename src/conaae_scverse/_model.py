@@ -171,8 +171,14 @@ class ConAAE(TrainingMixin, InferenceMixin):
         mdata: MuData,
         hyperparameters: Hyperparameters,
         saved: _persistence.SavedModel | None = None,
+        *,
+        query: bool = False,
     ) -> None:
-        """Register the data and build the networks; ``saved``: restore what was saved."""
+        """Register the data and build the networks.
+
+        ``saved``: restore what was saved; ``query``: a model of new samples mapped onto
+        ``saved`` (:meth:`load_query_data`), which fits its own label prior.
+        """
         self.hyperparameters_ = hyperparameters
         params = hyperparameters
         input_transform = params.input_transform
@@ -250,10 +256,11 @@ class ConAAE(TrainingMixin, InferenceMixin):
                     adatas[mod], setup.batch_key, samples[mod], setup.mod_name(mod)
                 )
         # A modality without any label gets pseudo-labels from a prior (not when loading:
-        # the prior only steers training, and is not saved).
+        # the prior only steers training, and is not saved). A query's unlabelled samples need
+        # it as much as a new model's do.
         self.label_prior_: LabelPrior | None = None
         self.prior_modality_: str | None = None
-        if registry is None and setup.anchor_key is None:
+        if (registry is None or query) and setup.anchor_key is None:
             self.label_prior_, self.prior_modality_ = pseudo_label_unlabelled(
                 params.label_prior,
                 matrices,
@@ -451,10 +458,15 @@ class ConAAE(TrainingMixin, InferenceMixin):
         ``mdata`` holds the query: cells of new samples in one or both modalities (cells of
         the reference's samples may come along). The new model has the reference's weights and
         settings; each new sample gets its own shifts, started at the mean of the reference
-        samples' and, by default, the only parameters that :meth:`train` then changes (the
-        BatchNorm statistics stay too), so cells of the reference's samples keep their
-        embeddings. Train it briefly (e.g. ``query.train(max_epochs=20)``), then use it as any
-        model: embeddings, labels with confidence and matches of the query's cells.
+        samples' and, by default, the only parameters of the networks that embed and label
+        cells that :meth:`train` then changes (the BatchNorm statistics stay too; the
+        discriminator, which embeds nothing, keeps learning), so cells of the reference's
+        samples keep their embeddings and labels. Train it briefly (e.g.
+        ``query.train(max_epochs=20)``), then use it as any model: embeddings, labels with
+        confidence and matches of the query's cells. Where the query has labels in one
+        modality only, the model fits the label prior of its own cells (``label_prior``, as a
+        new model does), so the unlabelled modality's new samples are steered the same way
+        the reference's were.
 
         Parameters
         ----------
@@ -516,7 +528,9 @@ class ConAAE(TrainingMixin, InferenceMixin):
             is_trained=True,
         )
         model = cls.__new__(cls)
-        model._build(mdata, saved.hyperparameters, _persistence.SavedModel(None, settings, {}))
+        model._build(
+            mdata, saved.hyperparameters, _persistence.SavedModel(None, settings, {}), query=True
+        )
         state = _persistence.merge_sample_shifts(saved.state)
         missing, unexpected = model.module.load_state_dict(state, strict=False)
         if unexpected or any(".query." not in key for key in missing):

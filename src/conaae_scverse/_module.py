@@ -315,11 +315,17 @@ class ConAAEModule(nn.Module):
     def freeze_reference(self) -> None:
         """Train only the shifts of mapped-on samples (scArches' recipe).
 
-        Every other parameter stops learning and BatchNorm layers keep their running
-        statistics in training mode, so the reference cells' embeddings do not move.
+        Every other parameter of the autoencoders and classifier stops learning and BatchNorm
+        layers keep their running statistics in training mode, so the reference cells'
+        embeddings and labels do not move. The discriminator keeps learning: it embeds
+        nothing, and a frozen one is fooled by shifts that pile the new cells up wherever it
+        happens to score them as the other modality.
         """
         for parameter in self.parameters():
             parameter.requires_grad_(False)
+        if self.discriminator is not None:
+            for parameter in self.discriminator.parameters():
+                parameter.requires_grad_(True)
         for table in (self.encoder_shifts, self.decoder_shifts):
             for shifts in table.values():
                 for parameter in shifts.query:

@@ -42,6 +42,45 @@ def test_ground_truth_pairs_labels_and_links(wide):
     assert rna.obs["batch"].astype(str).equals(rna.obs["cell_type"].astype(str))
 
 
+def test_peaks_lie_near_their_genes_on_a_synthetic_genome(wide):
+    import conaae_scverse as ca
+
+    rna, atac = wide["rna"], wide["atac"]
+    genes = rna.var
+    assert list(genes["gene_name"]) == list(rna.var_names)
+    assert set(genes["strand"]) == {"+", "-"}
+    for _, chrom in genes.groupby("chrom"):  # bodies do not overlap
+        assert np.all(chrom["start"].to_numpy()[1:] >= chrom["end"].to_numpy()[:-1])
+    assert np.all(atac.var["end"] - atac.var["start"] == 500)
+    same_chrom = genes.loc[atac.var["gene"], "chrom"].to_numpy() == atac.var["chrom"].to_numpy()
+    assert same_chrom.all()
+    links = ca.pp.link_peaks_to_genes(atac, genes, genes=rna.var_names)
+    matrix = links.X.tocsr()
+    truth = rna.var_names.get_indexer(atac.var["gene"])
+    linked = np.diff(matrix.indptr) > 0
+    right = np.array(
+        [truth[i] in matrix.indices[matrix.indptr[i] : matrix.indptr[i + 1]] for i in range(3000)]
+    )
+    # promoter and body peaks (70 %) link to their gene; distal ones mostly to none
+    assert 0.6 < right.mean() < 0.8
+    assert (linked & ~right).mean() < 0.1
+
+
+def test_coordinates_do_not_change_the_counts(monkeypatch):
+    from conaae_scverse.datasets import _simulate_wide
+
+    one = simulate_wide(50, n_genes=40, n_peaks=80, random_state=7)
+    draw = _simulate_wide._synthetic_genome
+    # another genome (its stream seeded otherwise): other coordinates, the same counts
+    monkeypatch.setattr(
+        _simulate_wide, "_synthetic_genome", lambda genes, n, seed: draw(genes, n, seed + 1)
+    )
+    other = simulate_wide(50, n_genes=40, n_peaks=80, random_state=7)
+    assert not np.array_equal(one["atac"].var["start"], other["atac"].var["start"])
+    for mod in ("rna", "atac"):
+        assert (one[mod].X != other[mod].X).nnz == 0
+
+
 def test_types_are_told_apart_by_each_modality(wide):
     """Cells of one type are closer in expression than cells of different types."""
     for adata in (wide["rna"], wide["atac"]):

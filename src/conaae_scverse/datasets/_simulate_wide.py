@@ -24,6 +24,14 @@ GENE_KEY = "gene"
 SAMPLE_KEY = "sample"
 _LATENT_DIM = 10
 _BLOCK_CELLS = 5000  # cells sampled at once: bounds the memory of the draws
+#: Synthetic genome: chromosomes, gene lengths (log-normal median, clipped), intergenic gaps,
+#: peak width and the share of a gene's peaks placed outside its promoter and body.
+_N_CHROMOSOMES = 20
+_GENE_LENGTH = (20_000, 1_000, 200_000)
+_GAP = (20_000, 100_000)
+_PEAK_WIDTH = 500
+_DISTAL_SHARE = 0.3
+_DISTAL_RANGE = (3_000, 50_000)
 
 __all__ = ["simulate_wide"]
 
@@ -69,6 +77,15 @@ def simulate_wide(
        effect does to counts. ``sample_effect=0`` keeps only the composition differences,
        with the same draws otherwise, so the effect can be measured against its absence.
 
+    5. **A synthetic genome.** Genes lie on ``chr1 .. chr20`` in index order, separated by
+       intergenic gaps of 20-100 kb, with log-normal lengths (median 20 kb, 1-200 kb) and a
+       random strand. Each peak (500 bp) lies near its linked gene: 70 % within 1.5 kb of the
+       TSS or in the gene body, 30 % distal, 3-50 kb up- or downstream (where they may fall
+       in a neighbour gene, as enhancers do). Links from these coordinates
+       (:func:`~conaae_scverse.pp.link_peaks_to_genes`) are then, as with a real
+       annotation, right for most peaks and missing or wrong for some. The coordinates come
+       from their own random stream: the counts are those of the same call without them.
+
     Finally the ATAC cells are put in a random order (row order carries no pairing); RNA
     cells are named ``rna_0 ..``, ATAC cells ``atac_0 ..``.
 
@@ -97,8 +114,11 @@ def simulate_wide(
     Returns
     -------
     MuData with modalities ``"rna"`` (``n_cells x n_genes`` CSR float32 counts, var names
-    ``gene_0 ..``) and ``"atac"`` (``n_cells x n_peaks``, var names ``peak_0 ..`` and column
-    ``gene``, the linked gene). Both have obs columns ``cell_type`` (categorical
+    ``gene_0 ..``, var columns ``gene_name``, ``chrom``, ``start``, ``end``, ``strand``: a gene
+    annotation to pass to :func:`~conaae_scverse.pp.link_peaks_to_genes`) and ``"atac"``
+    (``n_cells x n_peaks``, var names ``peak_0 ..``, columns ``chrom``, ``start``, ``end``
+    and ``gene``, the gene whose program the peak belongs to). Coordinates are 0-based,
+    half-open. Both have obs columns ``cell_type`` (categorical
     ``"type_0" ..``), ``batch`` (a copy of ``cell_type``, the label name of
     :func:`simulate`), ``true_partner`` (evaluation only) and ``mismatched`` (all false);
     with ``n_samples`` > 1 also ``sample`` (categorical ``"sample_0" ..``; a cell's two
@@ -106,10 +126,13 @@ def simulate_wide(
 
     Examples
     --------
-    >>> from conaae_scverse.datasets import simulate_wide
-    >>> mdata = simulate_wide(2000, n_genes=5000, n_peaks=20_000, random_state=1)
+    >>> import conaae_scverse as ca
+    >>> mdata = ca.datasets.simulate_wide(2000, n_genes=5000, n_peaks=20_000, random_state=1)
     >>> mdata.mod["atac"].shape
     (2000, 20000)
+    >>> links = ca.pp.link_peaks_to_genes(
+    ...     mdata["atac"], mdata["rna"].var, genes=mdata["rna"].var_names
+    ... )
     """
     _check(n_cells, n_genes, n_peaks, n_types, n_programs, rna_depth, atac_depth)
     check_count("n_samples", n_samples, 1)
@@ -188,16 +211,18 @@ def simulate_wide(
         return obs
 
     gene_names = np.array([f"gene_{j}" for j in range(n_genes)], dtype=object)
+    gene_table, peak_table = _synthetic_genome(peak_gene, n_genes, random_state)
+    gene_table.insert(0, "gene_name", gene_names)
     rna_ad = ad.AnnData(
         X=rna,
         obs=_obs(types, atac_names[rank], rna_names, samples),
-        var=pd.DataFrame(index=gene_names),
+        var=gene_table.set_axis(pd.Index(gene_names)),
     )
     atac_ad = ad.AnnData(
         X=atac[order],
         obs=_obs(types[order], rna_names[order], atac_names, samples[order]),
-        var=pd.DataFrame(
-            {GENE_KEY: gene_names[peak_gene]}, index=[f"peak_{j}" for j in range(n_peaks)]
+        var=peak_table.assign(**{GENE_KEY: gene_names[peak_gene]}).set_axis(
+            pd.Index([f"peak_{j}" for j in range(n_peaks)])
         ),
     )
     logger.info(
@@ -219,6 +244,60 @@ def simulate_wide(
         ),
     }
     return build_mudata(rna_ad, atac_ad, provenance)
+
+
+def _synthetic_genome(
+    peak_gene: np.ndarray, n_genes: int, random_state: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gene and peak coordinates (0-based, half-open) on a synthetic genome.
+
+    Drawn from a stream of their own, so that the counts do not depend on them.
+    """
+    rng = np.random.default_rng(None if random_state is None else [random_state, 1])
+    median, shortest, longest = _GENE_LENGTH
+    length = np.clip(rng.lognormal(np.log(median), 0.8, n_genes), shortest, longest).astype(
+        np.int64
+    )
+    gap = rng.integers(*_GAP, size=n_genes)
+    chrom_index = np.arange(n_genes) * _N_CHROMOSOMES // n_genes
+    # genes follow one another on their chromosome, each after its gap
+    step = gap + length
+    offset = np.cumsum(step) - step
+    first_on_chrom = np.searchsorted(chrom_index, chrom_index)
+    gene_start = offset - offset[first_on_chrom] + gap
+    gene_end = gene_start + length
+    plus = rng.random(n_genes) < 0.5
+    genes = pd.DataFrame(
+        {
+            "chrom": np.array([f"chr{c + 1}" for c in range(_N_CHROMOSOMES)])[chrom_index],
+            "start": gene_start,
+            "end": gene_end,
+            "strand": np.where(plus, "+", "-"),
+        }
+    )
+
+    n_peaks = len(peak_gene)
+    tss = np.where(plus, gene_start, gene_end - 1)[peak_gene]
+    direction = np.where(plus, 1, -1)[peak_gene]  # downstream along the gene
+    # proximal: a centre from 1.5 kb upstream of the TSS to the end of the gene body
+    span = length[peak_gene] + 1_500
+    proximal = tss + direction * (rng.random(n_peaks) * span - 1_500).astype(np.int64)
+    # distal: up- or downstream of the whole gene, 3-50 kb away
+    away = rng.integers(*_DISTAL_RANGE, size=n_peaks)
+    upstream = rng.random(n_peaks) < 0.5
+    gene_first = gene_start[peak_gene]
+    gene_last = gene_end[peak_gene]
+    distal = np.where(upstream == plus[peak_gene], gene_first - away, gene_last + away)
+    centre = np.where(rng.random(n_peaks) < _DISTAL_SHARE, distal, proximal)
+    start = np.maximum(centre - _PEAK_WIDTH // 2, 0)
+    peaks = pd.DataFrame(
+        {
+            "chrom": genes["chrom"].to_numpy()[peak_gene],
+            "start": start,
+            "end": start + _PEAK_WIDTH,
+        }
+    )
+    return genes, peaks
 
 
 def _sample_counts(
