@@ -161,6 +161,11 @@ def start_worker(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def print_run(task: Sequence[Any], result: Any) -> None:
+    """Print a finished run of a ``(config, seed, ...)`` task: an ``on_result`` of run_tasks."""
+    print(f"{task[0]}, seed {task[1]}: {result}", flush=True)
+
+
 def run_tasks(
     function: Callable[[Any], Any],
     tasks: Sequence[Any],

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks,
         jobs=args.jobs,
         threads=args.threads,
-        on_result=lambda task, r: print(f"{task[0]}, seed {task[1]}: {r}", flush=True),
+        on_result=common.print_run,
     )
     rows = [
         [

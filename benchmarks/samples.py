@@ -145,7 +145,9 @@ def run_one(task: tuple[str, int, dict]) -> dict:
     truth = full["atac"].obs[LABEL_KEY].astype(str).to_numpy()
     full["atac"].obs[LABEL_KEY] = np.full(full["atac"].n_obs, np.nan, dtype=object)
     in_query = {mod: (full[mod].obs[SAMPLE_KEY] == QUERY_SAMPLE).to_numpy() for mod in full.mod}
-    mdata = _cells(full, {m: ~q for m, q in in_query.items()}) if config == "query" else full
+    mdata = full
+    if config == "query":
+        mdata = common.subset_cells(full, ~in_query["rna"], ~in_query["atac"])
     ca.ConAAE.setup_mudata(
         mdata,
         labels_key=LABEL_KEY,
@@ -159,7 +161,9 @@ def run_one(task: tuple[str, int, dict]) -> dict:
     query_s = None
     if config == "query":
         reference_z = model.get_latent_representation(modality="atac")
-        query = ca.ConAAE.load_query_data(_cells(full, in_query), model)
+        query = ca.ConAAE.load_query_data(
+            common.subset_cells(full, in_query["rna"], in_query["atac"]), model
+        )
         start = time.perf_counter()
         query.train(
             max_epochs=common.epochs_for_steps(
@@ -252,13 +256,6 @@ def integration_row(run: dict) -> list[str]:
     return cells
 
 
-def _cells(mdata, keep: dict[str, np.ndarray]):
-    """A new MuData of the kept cells of each modality (copies)."""
-    import mudata as md
-
-    return md.MuData({mod: mdata[mod][keep[mod]].copy() for mod in mdata.mod})
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_standard_arguments(
@@ -291,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks,
         jobs=args.jobs,
         threads=args.threads,
-        on_result=lambda task, r: print(f"{task[0]}, seed {task[1]}: {r}", flush=True),
+        on_result=common.print_run,
     )
     ordered = sorted(runs, key=lambda r: (CONFIGS.index(r["config"]), r["seed"]))
     table = common.markdown_table(HEADER, [alignment_row(r) for r in ordered])

@@ -280,7 +280,7 @@ def test_generator_loss_reaches_encoders_not_only_discriminator():
 def test_sparse_encoding_equals_dense_encoding(log1p):
     from scipy import sparse
 
-    from conaae_scverse._module import sparse_csr
+    from conaae_scverse._networks import sparse_csr
 
     module = ConAAEModule(40, 30, hidden_rna=[16, 8], hidden_atac=[16], n_latent=4)
     module.log1p = {"rna": log1p, "atac": log1p}

@@ -9,7 +9,7 @@ import torch
 from _builders import build_mudata
 
 from conaae_scverse import ConAAE
-from conaae_scverse._module import SampleShifts, run_network
+from conaae_scverse._networks import SampleShifts, run_network
 
 SMALL = {"n_latent": 4, "n_hidden": (16,)}
 TRAIN = {"max_epochs": 2, "batch_size": 16, "enable_progress_bar": False}

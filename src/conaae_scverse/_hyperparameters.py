@@ -16,7 +16,7 @@ import numpy as np
 
 from ._arguments import is_int, is_number, normalize_mapping
 from ._constants import AUTO_INPUT_COMPONENTS, AUTO_PROJECTION_MIN_FEATURES
-from ._module import LossWeights
+from ._networks import LossWeights
 
 LABEL_PRIORS = ("auto", "links", "ot", "none")
 ALIGNMENTS = ("adversarial", "mmd", "none")

@@ -15,8 +15,8 @@ from . import _data
 from ._arguments import check_features, check_unknown_call
 from ._constants import MODALITIES, OUTPUT_KEYS
 from ._data import dense_rows
-from ._module import sparse_csr
 from ._neighbors import PROGRESS_MIN_BLOCKS, nearest_neighbors, one_to_one_matching
+from ._networks import sparse_csr
 
 if TYPE_CHECKING:
     from mudata import MuData

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -12,137 +10,17 @@ from torch import nn
 
 from . import _losses
 from ._constants import LOSS_KEYS, MODALITIES
+from ._networks import (
+    LossWeights,
+    SampleShifts,
+    _codes,
+    _Discriminator,
+    _mlp,
+    run_network,
+    sparse_csr,
+)
 from ._projection import CLIP as _CLIP
 from ._projection import Projection
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Weight of each loss term; a weight of 0 switches the term off.
-
-    The defaults are the paper's (Table 3: alpha = 10 on reconstruction, adversarial,
-    contrastive, cycle and MMD terms; beta = 1 on the classifier; 0.1 on the anchor term).
-    ``sample_mixing`` (ours, only with several samples in a modality, see ``batch_key``):
-    label-conditional MMD between each sample's cells of a label and the other samples'.
-    """
-
-    reconstruction: float = 10.0
-    adversarial: float = 10.0
-    cycle: float = 10.0
-    contrastive: float = 10.0
-    classifier: float = 1.0
-    anchor: float = 0.1
-    mmd: float = 10.0
-    sample_mixing: float = 1.0
-
-    def to_dict(self) -> dict[str, float]:
-        """Plain dict form."""
-        return asdict(self)
-
-
-def _mlp(n_in: int, hidden: Sequence[int], n_out: int, *, dropout: float) -> nn.Sequential:
-    """Linear -> BatchNorm -> LeakyReLU blocks (the paper's Table 2), then a linear layer."""
-    layers: list[nn.Module] = []
-    width = n_in
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.LeakyReLU(0.2)]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        width = h
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
-
-
-def sparse_csr(
-    crow_indices: torch.Tensor, col_indices: torch.Tensor, values: torch.Tensor, size: tuple
-) -> torch.Tensor:
-    """Build a ``torch.sparse_csr`` tensor without torch's notice that CSR support is in beta."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(
-            crow_indices, col_indices, values, size=size, check_invariants=False
-        )
-
-
-class SampleShifts(nn.Module):
-    """Per-sample shifts added after linear layers: the sample covariate of a network.
-
-    Adding row b of a (n_samples, width) table to a linear layer's output equals feeding the
-    one-hot code of sample b as extra inputs of that layer, as scvi-tools' networks inject
-    covariates. The rows of the reference samples and those of samples mapped on later
-    (:meth:`ConAAE.load_query_data`) are separate parameters, so that the reference's can
-    stay frozen while the new ones train.
-
-    Parameters
-    ----------
-    widths
-        Output width of each shifted layer.
-    n_reference
-        Samples of the training data.
-    n_query
-        Samples mapped on later.
-    """
-
-    def __init__(self, widths: Sequence[int], n_reference: int, n_query: int = 0):
-        super().__init__()
-        self.n_reference, self.n_query = n_reference, n_query
-        self.reference = nn.ParameterList([torch.zeros(n_reference, w) for w in widths])
-        self.query = nn.ParameterList([torch.zeros(n_query, w) for w in widths])
-
-    def __len__(self) -> int:
-        return len(self.reference)
-
-    def shift(self, layer: int, batch: torch.Tensor) -> torch.Tensor:
-        """Shift of ``layer`` (0 = first shifted layer) for cells of samples ``batch``."""
-        table = self.reference[layer]
-        if self.n_query:
-            table = torch.cat([table, self.query[layer]])
-        return table[batch]
-
-
-def run_network(
-    network: nn.Sequential,
-    x: torch.Tensor,
-    shifts: SampleShifts | None = None,
-    batch: torch.Tensor | None = None,
-    *,
-    skip_first: bool = False,
-) -> torch.Tensor:
-    """Apply ``network``, adding the sample shifts after its first ``len(shifts)`` linear layers.
-
-    ``skip_first``: ``x`` is already the output of the first (linear) layer.
-    """
-    if shifts is None or batch is None:
-        layers = list(network)[1:] if skip_first else network
-        for layer in layers:
-            x = layer(x)
-        return x
-    shifted = 0
-    for i, layer in enumerate(network):
-        if not (skip_first and i == 0):
-            x = layer(x)
-        if isinstance(layer, nn.Linear) and shifted < len(shifts):
-            x = x + shifts.shift(shifted, batch)
-            shifted += 1
-    return x
-
-
-class _Discriminator(nn.Module):
-    """Modality discriminator on the latent: 50 and 100 hidden units, one sigmoid output."""
-
-    def __init__(self, n_latent: int):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(n_latent, 50),
-            nn.LeakyReLU(0.2),
-            nn.Linear(50, 100),
-            nn.LeakyReLU(0.2),
-            nn.Linear(100, 1),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).squeeze(-1)
 
 
 class ConAAEModule(nn.Module):
@@ -315,11 +193,9 @@ class ConAAEModule(nn.Module):
     def freeze_reference(self) -> None:
         """Train only the shifts of mapped-on samples (scArches' recipe).
 
-        Every other parameter of the autoencoders and classifier stops learning and BatchNorm
-        layers keep their running statistics in training mode, so the reference cells'
-        embeddings and labels do not move. The discriminator keeps learning: it embeds
-        nothing, and a frozen one is fooled by shifts that pile the new cells up wherever it
-        happens to score them as the other modality.
+        The autoencoders and classifier stop learning and BatchNorm layers keep their running
+        statistics, so reference cells keep embeddings and labels. The discriminator (it
+        embeds nothing) learns on: frozen, it is fooled by shifts that pile new cells up.
         """
         for parameter in self.parameters():
             parameter.requires_grad_(False)
@@ -622,8 +498,3 @@ class ConAAEModule(nn.Module):
         return _losses.lsgan_discriminator(
             self.discriminate(z_rna.detach()), self.discriminate(z_atac.detach())
         )
-
-
-def _codes(batch: torch.Tensor | None) -> torch.Tensor | None:
-    """Sample codes as a flat long tensor (the loaders give float columns)."""
-    return None if batch is None else batch.reshape(-1).long()
