@@ -17,7 +17,7 @@ job. Both methods get the same cells, the same split and the same metrics:
   ``encode_data``; ATAC labels by a 15-nearest-neighbour vote of the RNA cells in its
   embedding (as ``scglue``'s label transfer does);
 - Con-AAE as a user runs it: ``ConAAE.setup_mudata`` (with ``gene_links`` for the links
-  prior), default model and training, ``predict`` for the ATAC labels;
+  prior and its anchors), default model and training, ``predict`` for the ATAC labels;
 - scored: ATAC label accuracy, FOSCTTM on the true pairs (evaluation only; chance 0.5),
   wall time of set-up + training + embedding, and peak memory of the process (RSS).
 
@@ -57,7 +57,7 @@ import _common as common
 
 METHODS = {
     "conaae": "Con-AAE, default (OT prior)",
-    "conaae_links": "Con-AAE, peak-gene links prior",
+    "conaae_links": "Con-AAE, peak-gene links (prior and anchors)",
     "scglue": "scGLUE",
 }
 LABEL_KEY = "cell_type"
@@ -224,18 +224,19 @@ def launch(task: tuple[str, int, argparse.Namespace]) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def publish(results: list[dict], args) -> None:
+def publish(results: list[dict], args, *, combined: list[str] | None = None) -> None:
     rows = []
     for method, name in METHODS.items():
-        runs = [r for r in results if r["method"] == method]
+        runs = sorted((r for r in results if r["method"] == method), key=lambda r: r["seed"])
         if not runs:
             continue
         if "error" in runs[0]:
-            rows.append([name, runs[0]["error"], "-", "-", "-"])
+            rows.append([name, "-", runs[0]["error"], "-", "-", "-"])
             continue
         rows.append(
             [
                 name,
+                " ".join(str(r["seed"]) for r in runs),
                 " ".join(f"{r['accuracy']:.2f}" for r in runs),
                 " ".join(f"{r['foscttm']:.3f}" for r in runs),
                 " ".join(f"{r['seconds']:.0f}" for r in runs),
@@ -245,6 +246,7 @@ def publish(results: list[dict], args) -> None:
     table = common.markdown_table(
         [
             "method",
+            "seeds",
             "ATAC label accuracy per seed",
             "FOSCTTM per seed",
             "seconds per seed",
@@ -261,16 +263,19 @@ def publish(results: list[dict], args) -> None:
             "random_state=seed), links from its synthetic genome (gene body + 2 kb promoter)"
         )
         ceiling = ""
-    note = (
-        f"{data}, unpaired (each modality in an order of its own), "
-        f"RNA labelled, ATAC labels hidden; seeds {args.first_seed}-"
-        f"{args.first_seed + args.seeds - 1}"
+    seeds = (
+        f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}"
         + (
             f" (scGLUE: the first {args.scglue_seeds})"
             if args.scglue_seeds is not None and args.scglue_seeds < args.seeds
             else ""
         )
-        + "; CPU, "
+        if combined is None
+        else "rows combined from the runs in " + ", ".join(f"`{f}`" for f in combined)
+    )
+    note = (
+        f"{data}, unpaired (each modality in an order of its own), "
+        f"RNA labelled, ATAC labels hidden; {seeds}; CPU, "
         f"{common.threads_note(args)}{', one run at a time' if args.jobs == 1 else ''}; "
         "seconds: set-up, training and embedding; peak MiB: the run's "
         "process (RSS)."
@@ -280,6 +285,16 @@ def publish(results: list[dict], args) -> None:
     title = "Con-AAE beside scGLUE (benchmarks/vs_scglue.py)"
     name = "vs_scglue" if args.dataset == "bmmc" else f"vs_scglue_{args.dataset}"
     common.publish(args, name, title, note, table, {"results": results})
+
+
+def combine(args) -> int:
+    """Publish the results of earlier runs' JSON files as one table."""
+    by_run = {}
+    for path in args.combine:
+        for result in json.loads(Path(path).read_text())["results"]:
+            by_run[result["method"], result["seed"]] = result
+    publish(list(by_run.values()), args, combined=[str(p) for p in args.combine])
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,9 +315,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", type=int, default=2000, help="simulated cells per modality")
     parser.add_argument("--genes", type=int, default=2000, help="simulated genes")
     parser.add_argument("--peaks", type=int, default=10_000, help="simulated peaks")
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: write the table of the results in these JSON files of earlier runs "
+        "(e.g. scGLUE seeds run in another session); later files win for a method and seed",
+    )
     args = parser.parse_args(argv)
     if args.one:
         return one(args)
+    if args.combine:
+        return combine(args)
     if args.quick:
         args.seeds, args.cells, args.genes, args.peaks = 1, 300, 300, 1000
     missing = {}

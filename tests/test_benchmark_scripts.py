@@ -141,8 +141,35 @@ def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
         "vs_scglue.py", tmp_path, "--dataset", "simulated", "--methods", "conaae", "conaae_links"
     )
     md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
-    assert "simulate_wide(300" in md and "peak-gene links prior" in md
+    assert "simulate_wide(300" in md and "peak-gene links (prior and anchors)" in md
     assert "seed 0: accuracy" in proc.stdout
+
+
+def test_scglue_comparison_combines_runs_of_separate_sessions(tmp_path):
+    vs_scglue = _import("vs_scglue")
+
+    def run(method, seed, accuracy):
+        return {
+            "method": method,
+            "seed": seed,
+            "accuracy": accuracy,
+            "foscttm": 0.1,
+            "seconds": 10.0,
+            "peak_mib": 100.0,
+        }
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"results": [run("conaae_links", 1, 0.5), run("scglue", 0, 0.9)]}))
+    second.write_text(
+        json.dumps({"results": [run("conaae_links", 0, 0.4), run("scglue", 0, 0.8)]})
+    )
+    out = tmp_path / "out"
+    argv = ["--dataset", "simulated", "--combine", str(first), str(second), "--out", str(out)]
+    assert vs_scglue.main(argv) == 0
+    md = (out / "vs_scglue_simulated.md").read_text()
+    assert "| Con-AAE, peak-gene links (prior and anchors) | 0 1 | 0.40 0.50 |" in md
+    assert "| scGLUE | 0 | 0.80 |" in md  # the later file wins
+    assert "combined from the runs in" in md
 
 
 def test_sweep_merge_pools_seeds_and_refuses_duplicates(tmp_path, capsys):

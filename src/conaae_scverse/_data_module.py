@@ -65,11 +65,12 @@ class UnpairedLoader(DataLoader):
 
     An epoch is one pass over the largest loader; the others are cycled. Row ``i`` of one
     modality's minibatch is unrelated to row ``i`` of the other's: nothing is paired by order.
-    The optional anchor loader (known pairs) is cycled too.
+    ``cycled`` loaders (the anchor pairs') are always cycled: however many pairs there are,
+    an epoch stays one pass over the cells.
     """
 
-    def __init__(self, loaders: list[DataLoader]):
-        self.loaders = loaders
+    def __init__(self, loaders: list[DataLoader], cycled: list[DataLoader] = ()):
+        self.loaders = [*loaders, *cycled]
         self.largest = int(np.argmax([len(dl) for dl in loaders]))
         super().__init__(loaders[self.largest])
 
@@ -195,9 +196,7 @@ class ConAAEDataModule(LightningDataModule):
             for i, mod in enumerate(MODALITIES)
         ]
         anchors = self._anchor_loader()
-        if anchors is not None:
-            loaders.append(anchors)
-        return UnpairedLoader(loaders)
+        return UnpairedLoader(loaders, [] if anchors is None else [anchors])
 
     def val_dataloader(self) -> UnpairedLoader | list:
         """Minibatches of the validation cells of both modalities (none if too few)."""

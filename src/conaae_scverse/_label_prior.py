@@ -36,6 +36,7 @@ from ._cell_representation import (
     top_variable,
 )
 from ._data import is_backed_sparse
+from ._link_anchors import label_consistent, mutual_nearest_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,14 @@ class LabelPrior:
         Array of shape (n_cells, n_labels); rows sum to 1.
     source
         ``"links"`` or ``"ot"``.
+    anchors
+        Links prior only: pairs of an RNA and an ATAC cell (row numbers) that are mutual
+        nearest neighbours in the gene space and agree on the label, shape (n_pairs, 2).
     """
 
     probabilities: np.ndarray
     source: str
+    anchors: np.ndarray | None = None
 
     @property
     def confidence(self) -> np.ndarray:
@@ -218,8 +223,12 @@ def links_prior(
     _, idx = nn.kneighbors(emb[unlabelled])
     votes = _label_votes(codes[labelled][rows[labelled]], n_labels)[idx].mean(axis=1)
     probabilities = _spread(votes, rows[unlabelled], own[unlabelled])
-    logger.info("Label prior from peak-gene links: %d genes.", z_rna.shape[1])
-    return LabelPrior(probabilities, "links")
+    pairs = mutual_nearest_pairs(emb["rna"], emb["atac"])
+    pairs = np.column_stack([rows["rna"][pairs[:, 0]], rows["atac"][pairs[:, 1]]])
+    labels = {labelled: codes[labelled], unlabelled: probabilities.argmax(axis=1)}
+    anchors = label_consistent(pairs, labels["rna"], labels["atac"])
+    logger.info("Links prior: %d genes, %d anchor pairs.", z_rna.shape[1], len(anchors))
+    return LabelPrior(probabilities, "links", anchors)
 
 
 def _clusters(z: np.ndarray, n_clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -63,11 +63,13 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         ``"supervised"`` or ``"self_supervised"`` force one.
     loss_weights
         Weights of the loss terms by name (``reconstruction``, ``adversarial``, ``cycle``,
-        ``contrastive``, ``classifier``, ``anchor``, ``mmd``, ``sample_mixing``); missing
-        names keep the paper's defaults (10, 10, 10, 10, 1, 0.1, 10) and 1 for
-        ``sample_mixing`` (ours: with several samples in a modality, see ``batch_key`` of
-        :meth:`setup_mudata`, cells of one label are pulled together across samples by a
-        label-conditional MMD). A weight of 0 switches a term off.
+        ``contrastive``, ``classifier``, ``anchor``, ``mmd``, ``sample_mixing``,
+        ``link_anchor``); missing names keep the paper's defaults (10, 10, 10, 10, 1, 0.1, 10)
+        and, for our own terms, 1 for ``sample_mixing`` (with several samples in a modality,
+        see ``batch_key`` of :meth:`setup_mudata`, cells of one label are pulled together
+        across samples by a label-conditional MMD) and 10 for ``link_anchor`` (the anchor
+        loss on pairs that the ``"links"`` label prior infers, see ``label_prior``). A weight
+        of 0 switches a term off.
     margin
         Triplet margin alpha.
     augmentation_noise
@@ -102,8 +104,12 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         when links were registered, else ``"ot"``; ``"none"``, no prior (the paper's model).
         The prior gives every cell of the unlabelled modality a probability over the labels
         (``model.label_prior_``); cells whose largest probability reaches
-        ``prior_confidence`` train as if labelled with it (pseudo-labels). Nothing of the
-        user's data changes.
+        ``prior_confidence`` train as if labelled with it (pseudo-labels). The ``"links"``
+        prior also finds anchors, as Seurat v3 does: an RNA and an ATAC cell that are mutual
+        nearest neighbours in the canonical-correlation space and agree on the label
+        (``model.anchor_pairs_``). The anchor loss pulls their latents together, which aligns
+        cells within populations, not only populations (weight ``link_anchor`` of
+        ``loss_weights``). Nothing of the user's data changes.
     prior_confidence
         Smallest prior probability that makes a pseudo-label, in [0, 1].
     seed
@@ -282,11 +288,20 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
                     mod, adatas[mod], matrices[mod], codes[mod], sample_codes[mod]
                 )
         self.modalities_: dict[str, _data.ModalityData] = modalities
+        weights = LossWeights(**{**LossWeights().to_dict(), **(params.loss_weights or {})})
         self.anchor_pairs_ = registration.anchor_pairs
+        link_anchors = getattr(self.label_prior_, "anchors", None)
+        anchors_from_links = (
+            self.anchor_pairs_ is None
+            and link_anchors is not None
+            and len(link_anchors) > 1
+            and weights.link_anchor > 0
+        )
+        if anchors_from_links:
+            self.anchor_pairs_ = link_anchors
         contrastive_mode = params.contrastive
         if params.contrastive == "auto":
             contrastive_mode = "supervised" if categories else "self_supervised"
-        weights = LossWeights(**{**LossWeights().to_dict(), **(params.loss_weights or {})})
         if contrastive_mode == "supervised":
             if not categories:
                 msg = (
@@ -336,6 +351,7 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
                 latent_batch_norm=params.latent_batch_norm,
                 dropout=params.dropout,
             )
+        self.module.anchors_from_links = anchors_from_links
         if registry is None:
             for mod in MODALITIES:
                 with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked below

@@ -136,6 +136,7 @@ class ConAAEModule(nn.Module):
                 self.register_buffer(f"{mod}_components", torch.zeros(n_in, k))
                 self.register_buffer(f"{mod}_score_mean", torch.zeros(k))
                 self.register_buffer(f"{mod}_score_scale", torch.ones(()))
+        self.anchors_from_links = False  # set by the model: weigh anchors by link_anchor
         self.discriminator = _Discriminator(n_latent) if alignment == "adversarial" else None
         self.classifier = nn.Linear(n_latent, n_labels) if n_labels > 0 else None
 
@@ -397,7 +398,6 @@ class ConAAEModule(nn.Module):
         z = {mod: self.encoder_net(x[mod], mod, batch[mod]) for mod in x}
         terms: dict[str, torch.Tensor] = {}
         total = z[MODALITIES.RNA].new_zeros(())
-
         if w.reconstruction > 0:
             for mod, key in (
                 (MODALITIES.RNA, LOSS_KEYS.RECONSTRUCTION_RNA),
@@ -474,7 +474,8 @@ class ConAAEModule(nn.Module):
             )
             total = total + w.sample_mixing * terms[LOSS_KEYS.SAMPLE_MIXING]
 
-        if anchor_rna is not None and anchor_atac is not None and w.anchor > 0:
+        anchor_weight = w.link_anchor if self.anchors_from_links else w.anchor
+        if anchor_rna is not None and anchor_atac is not None and anchor_weight > 0:
             anchors = {MODALITIES.RNA: anchor_rna, MODALITIES.ATAC: anchor_atac}
             anchor_batch = {MODALITIES.RNA: anchor_batch_rna, MODALITIES.ATAC: anchor_batch_atac}
             z_rna, z_atac = (
@@ -482,7 +483,7 @@ class ConAAEModule(nn.Module):
                 for mod in MODALITIES
             )
             terms[LOSS_KEYS.ANCHOR] = F.mse_loss(z_rna, z_atac)
-            total = total + w.anchor * terms[LOSS_KEYS.ANCHOR]
+            total = total + anchor_weight * terms[LOSS_KEYS.ANCHOR]
 
         terms[LOSS_KEYS.TOTAL] = total
         return terms, z
@@ -495,6 +496,5 @@ class ConAAEModule(nn.Module):
 
     def discriminator_loss(self, z_rna: torch.Tensor, z_atac: torch.Tensor) -> torch.Tensor:
         """Least-squares loss of the discriminator on (detached) latents."""
-        return _losses.lsgan_discriminator(
-            self.discriminate(z_rna.detach()), self.discriminate(z_atac.detach())
-        )
+        scores = (self.discriminate(z.detach()) for z in (z_rna, z_atac))
+        return _losses.lsgan_discriminator(*scores)

@@ -18,6 +18,8 @@ class LossWeights:
     contrastive, cycle and MMD terms; beta = 1 on the classifier; 0.1 on the anchor term).
     ``sample_mixing`` (ours, only with several samples in a modality, see ``batch_key``):
     label-conditional MMD between each sample's cells of a label and the other samples'.
+    ``link_anchor`` (ours, only with the ``"links"`` label prior): the anchor loss on pairs
+    inferred from peak-gene links (:mod:`._link_anchors`) instead of known pairs.
     """
 
     reconstruction: float = 10.0
@@ -28,6 +30,7 @@ class LossWeights:
     anchor: float = 0.1
     mmd: float = 10.0
     sample_mixing: float = 1.0
+    link_anchor: float = 10.0
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict form."""
