@@ -14,6 +14,8 @@ Configurations (``--configs``):
   standardised features (``n_input_components=100``);
 - ``full_width``: the previous default, every standardised feature into the networks
   (``n_input_components=0``). On 2 cores this takes about half an hour per run.
+- ``no_link_anchors``: the default without the anchors of the links prior
+  (``loss_weights={"link_anchor": 0}``, the default before them): their cost and effect.
 
 Each run happens in a fresh process (peak RSS per run) and reports the time of each stage:
 ``setup`` (``setup_mudata`` + ``ConAAE(...)``: moments, projection, label prior), ``train``
@@ -50,7 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
-CONFIGS = {"default": {}, "full_width": {"n_input_components": 0}}
+CONFIGS = {
+    "default": {},
+    "full_width": {"n_input_components": 0},
+    "no_link_anchors": {"loss_weights": {"link_anchor": 0}},
+}
 LABEL_KEY = "cell_type"
 
 
