@@ -293,7 +293,7 @@ def combine(args) -> int:
     for path in args.combine:
         for result in json.loads(Path(path).read_text())["results"]:
             by_run[result["method"], result["seed"]] = result
-    publish(list(by_run.values()), args, combined=[str(p) for p in args.combine])
+    publish(list(by_run.values()), args, combined=args.combine)
     return 0
 
 

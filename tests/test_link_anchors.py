@@ -54,8 +54,15 @@ def test_inferred_anchors_weigh_by_link_anchor(from_links, expected_weight):
     weights = LossWeights(
         reconstruction=0, adversarial=0, cycle=0, contrastive=0, anchor=0.5, link_anchor=3.0
     )
-    module = ConAAEModule(5, 4, hidden_rna=[8], hidden_atac=[8], n_latent=3, weights=weights)
-    module.anchors_from_links = from_links
+    module = ConAAEModule(
+        5,
+        4,
+        hidden_rna=[8],
+        hidden_atac=[8],
+        n_latent=3,
+        weights=weights,
+        anchors_from_links=from_links,
+    )
     x_rna, x_atac = torch.rand(6, 5), torch.rand(6, 4)
     terms, _ = module.loss(x_rna, x_atac, anchor_rna=x_rna, anchor_atac=x_atac)
     torch.testing.assert_close(terms[LOSS_KEYS.TOTAL], expected_weight * terms[LOSS_KEYS.ANCHOR])

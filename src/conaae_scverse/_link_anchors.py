@@ -33,12 +33,11 @@ def mutual_nearest_pairs(
     -------
     Integer array of shape (n_pairs, 2): an RNA row and an ATAC row per pair.
     """
-    k_rna, k_atac = min(k, len(atac)), min(k, len(rna))
-    _, rna_to_atac = NearestNeighbors(n_neighbors=k_rna).fit(atac).kneighbors(rna)
-    _, atac_to_rna = NearestNeighbors(n_neighbors=k_atac).fit(rna).kneighbors(atac)
-    forward = {(i, j) for i, row in enumerate(rna_to_atac) for j in row}
-    pairs = [(i, j) for j, row in enumerate(atac_to_rna) for i in row if (i, j) in forward]
-    return np.asarray(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    forward = NearestNeighbors(n_neighbors=min(k, len(atac))).fit(atac).kneighbors_graph(rna)
+    backward = NearestNeighbors(n_neighbors=min(k, len(rna))).fit(rna).kneighbors_graph(atac)
+    mutual = forward.multiply(backward.T).tocoo()  # rna x atac, 1 where both directions hold
+    order = np.lexsort((mutual.col, mutual.row))
+    return np.column_stack([mutual.row[order], mutual.col[order]]).astype(np.int64)
 
 
 def label_consistent(

@@ -346,12 +346,12 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
                 alignment=params.alignment,
                 contrastive=contrastive_mode,
                 weights=weights,
+                anchors_from_links=anchors_from_links,
                 margin=params.margin,
                 augmentation_noise=params.augmentation_noise,
                 latent_batch_norm=params.latent_batch_norm,
                 dropout=params.dropout,
             )
-        self.module.anchors_from_links = anchors_from_links
         if registry is None:
             for mod in MODALITIES:
                 with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked below

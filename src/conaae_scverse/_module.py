@@ -19,8 +19,7 @@ from ._networks import (
     run_network,
     sparse_csr,
 )
-from ._projection import CLIP as _CLIP
-from ._projection import Projection
+from ._projection import CLIP, Projection
 
 
 class ConAAEModule(nn.Module):
@@ -56,6 +55,8 @@ class ConAAEModule(nn.Module):
         ``"self_supervised"`` (the positive of a cell is a noise-augmented view of it).
     weights
         Weight of every loss term.
+    anchors_from_links
+        The anchor pairs come from peak-gene links (weight ``link_anchor``, not ``anchor``).
     margin
         Triplet margin alpha.
     augmentation_noise
@@ -88,6 +89,7 @@ class ConAAEModule(nn.Module):
         alignment: str = "adversarial",
         contrastive: str = "supervised",
         weights: LossWeights | None = None,
+        anchors_from_links: bool = False,
         margin: float = 0.3,
         augmentation_noise: float = 0.5,
         latent_batch_norm: bool = True,
@@ -99,6 +101,7 @@ class ConAAEModule(nn.Module):
         self.alignment = alignment
         self.contrastive = contrastive
         self.weights = weights or LossWeights()
+        self.anchors_from_links = anchors_from_links
         self.margin = margin
         self.augmentation_noise = augmentation_noise
         self.log1p = {MODALITIES.RNA: log1p_rna, MODALITIES.ATAC: log1p_atac}
@@ -136,7 +139,6 @@ class ConAAEModule(nn.Module):
                 self.register_buffer(f"{mod}_components", torch.zeros(n_in, k))
                 self.register_buffer(f"{mod}_score_mean", torch.zeros(k))
                 self.register_buffer(f"{mod}_score_scale", torch.ones(()))
-        self.anchors_from_links = False  # set by the model: weigh anchors by link_anchor
         self.discriminator = _Discriminator(n_latent) if alignment == "adversarial" else None
         self.classifier = nn.Linear(n_latent, n_labels) if n_labels > 0 else None
 
@@ -249,7 +251,7 @@ class ConAAEModule(nn.Module):
         if self.log1p[modality]:
             x = torch.log1p(x.clamp_min(0))
         x = (x - getattr(self, f"{modality}_mean")) / getattr(self, f"{modality}_std")
-        return x.clamp(-_CLIP, _CLIP)
+        return x.clamp(-CLIP, CLIP)
 
     def _scores(self, projected: torch.Tensor, modality: str) -> torch.Tensor:
         mean = getattr(self, f"{modality}_score_mean")
@@ -275,12 +277,12 @@ class ConAAEModule(nn.Module):
     def _sparse_correction(self, x: torch.Tensor, modality: str):
         """``z - z0`` of a sparse CSR batch (CSR, same pattern) and ``z0``."""
         mean, std = getattr(self, f"{modality}_mean"), getattr(self, f"{modality}_std")
-        zero_value = (-mean / std).clamp(-_CLIP, _CLIP)  # log1p(0) = 0
+        zero_value = (-mean / std).clamp(-CLIP, CLIP)  # log1p(0) = 0
         columns = x.col_indices()
         values = x.values()
         if self.log1p[modality]:
             values = torch.log1p(values.clamp_min(0))
-        values = ((values - mean[columns]) / std[columns]).clamp(-_CLIP, _CLIP)
+        values = ((values - mean[columns]) / std[columns]).clamp(-CLIP, CLIP)
         correction = sparse_csr(
             x.crow_indices(), columns, values - zero_value[columns], size=tuple(x.shape)
         )
@@ -476,11 +478,10 @@ class ConAAEModule(nn.Module):
 
         anchor_weight = w.link_anchor if self.anchors_from_links else w.anchor
         if anchor_rna is not None and anchor_atac is not None and anchor_weight > 0:
-            anchors = {MODALITIES.RNA: anchor_rna, MODALITIES.ATAC: anchor_atac}
-            anchor_batch = {MODALITIES.RNA: anchor_batch_rna, MODALITIES.ATAC: anchor_batch_atac}
+            pairs = ((anchor_rna, anchor_batch_rna), (anchor_atac, anchor_batch_atac))
             z_rna, z_atac = (
-                self.encoder_net(self.training_input(anchors[mod], mod), mod, anchor_batch[mod])
-                for mod in MODALITIES
+                self.encoder_net(self.training_input(rows, mod), mod, samples)
+                for mod, (rows, samples) in zip(MODALITIES, pairs, strict=True)
             )
             terms[LOSS_KEYS.ANCHOR] = F.mse_loss(z_rna, z_atac)
             total = total + anchor_weight * terms[LOSS_KEYS.ANCHOR]
