@@ -66,7 +66,7 @@ def _ceiling(task: tuple[str, int, argparse.Namespace]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["sci_car", "snare", "bmmc"])
+    parser.add_argument("--datasets", nargs="+", default=["sci_car", "snare", "bmmc", "pbmc"])
     parser.add_argument("--folds", type=int, default=5)
     common.add_standard_arguments(
         parser, threads=None, quick="smoke test: 300 cells", data_dir=True

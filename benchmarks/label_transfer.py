@@ -11,12 +11,13 @@ latent), with FOSCTTM of the same run (known pairs, evaluation only) and the cal
   Gromov-Wasserstein couplings of the two modalities' cluster geometries give pseudo-labels.
 - **no ATAC labels, links prior** (``label_prior="links"``, the default with
   ``gene_links``): ATAC gene activity from peak-gene links (``ca.pp.link_peaks_to_genes``,
-  hg38 annotation) against RNA expression. Only on data with peak coordinates (BMMC).
+  hg38 annotation) against RNA expression. Only on data with peak coordinates (BMMC, PBMC).
 - **5 % ATAC labels**: a few known ATAC labels tie each ATAC population to its RNA partner.
 
 Data: ``datasets.simulate`` (three equal-sized populations), the SNARE-seq cell lines, sci-CAR
 (treatment time), all cells, transductive; and the BMMC multiome starter (21 cell types, peak
-coordinates), trained on its ``is_train`` donor and scored on the held-out donor. The models
+coordinates), trained on its ``is_train`` donor and scored on the held-out donor; muon's PBMC
+multiome test data (peak coordinates; labels: Leiden clusters of the RNA), all cells. The models
 see no pairing: the two modalities are shuffled on their own.
 
 Examples
@@ -51,7 +52,7 @@ SETTINGS = {
     "5 % ATAC labels": (0.05, "auto"),
 }
 #: Datasets whose peaks have genomic coordinates (the links prior runs only there).
-WITH_COORDINATES = {"bmmc"}
+WITH_COORDINATES = {"bmmc", "pbmc"}
 
 
 def settings_for(dataset: str) -> dict[str, tuple[float, str]]:

@@ -213,3 +213,24 @@ def test_blockwise_file_equals_the_in_memory_data(tmp_path):
         assert (matrix.to_memory() != in_memory[mod].X).nnz == 0
         assert on_disk[mod].obs.equals(in_memory[mod].obs)
     on_disk.file.close()
+
+
+@pytest.mark.skipif(
+    not (DATA / "pbmc_multiome_muon_test").is_dir(), reason="PBMC test data not available"
+)
+def test_pbmc_labels_are_rna_clusters_shared_by_each_cells_atac_profile():
+    import numpy as np
+
+    common = _import("_common")
+    mdata = common.load_pbmc(DATA, random_state=1)
+    rna, atac = mdata.mod["rna"], mdata.mod["atac"]
+    assert rna.n_obs == atac.n_obs < 1000  # cells without counts in a modality are dropped
+    for adata in (rna, atac):
+        assert (np.asarray(adata.X.sum(axis=1)).ravel() > 0).all()
+    partner = common.partner_index(mdata)
+    assert not np.array_equal(partner, np.arange(rna.n_obs))  # ATAC rows in their own order
+    rna_types = rna.obs["cell_type"].astype(str).to_numpy()
+    np.testing.assert_array_equal(rna_types, atac.obs["cell_type"].astype(str).to_numpy()[partner])
+    assert 3 <= len(set(rna_types)) <= 10
+    # each cluster is named by its most specific gene
+    assert all(name.split("+")[0] in rna.var_names for name in set(rna_types))

@@ -254,3 +254,46 @@ def test_the_joint_anndata_carries_the_sample_column():
     rna = joint[joint.obs["modality"] == "rna"]
     assert list(rna.obs["sample"]) == list(mdata.mod["rna"].obs["sample"])
     assert joint[joint.obs["modality"] == "atac"].obs["sample"].isna().all()
+
+
+def _split_samples(mdata, query_sample: str):
+    """Reference (other samples) and query (``query_sample``) MuData of a simulation."""
+    import mudata as md
+
+    parts = []
+    for in_query in (False, True):
+        mods = {}
+        for mod, adata in mdata.mod.items():
+            rows = (adata.obs["sample"] == query_sample).to_numpy() == in_query
+            mods[mod] = adata[rows].copy()
+        parts.append(md.MuData(mods))
+    return parts
+
+
+@pytest.mark.parametrize("from_directory", [False, True])
+def test_a_query_label_prior_uses_the_reference_links(tmp_path, from_directory):
+    import conaae_scverse as ca
+
+    full = ca.datasets.simulate_wide(240, n_genes=150, n_peaks=600, n_samples=3, random_state=0)
+    atac = full.mod["atac"]
+    atac.obs["cell_type"] = atac.obs["cell_type"].where(np.zeros(atac.n_obs, dtype=bool))
+    links = ca.pp.link_peaks_to_genes(atac, full.mod["rna"].var, genes=full.mod["rna"].var_names)
+    reference_mdata, query_mdata = _split_samples(full, "sample_2")
+    ConAAE.setup_mudata(
+        reference_mdata, labels_key="cell_type", batch_key="sample", gene_links=links
+    )
+    reference = ConAAE(reference_mdata, **SMALL)
+    reference.train(**TRAIN)
+    source = reference
+    if from_directory:  # links are not saved with a model: without them, the OT prior
+        reference.save(tmp_path / "reference")
+        source = tmp_path / "reference"
+        with pytest.warns(UserWarning, match="no labels in modality"):
+            without = ConAAE.load_query_data(query_mdata, source)
+        assert without.label_prior_.source == "ot"
+        query = ConAAE.load_query_data(query_mdata, source, gene_links=links)
+    else:
+        query = ConAAE.load_query_data(query_mdata, source)
+    assert query.prior_modality_ == "atac" and query.label_prior_.source == "links"
+    n_query = int((atac.obs["sample"] == "sample_2").sum())
+    assert query.label_prior_.probabilities.shape[0] == n_query

@@ -10,6 +10,7 @@ from ._compat import parse_device_args
 from ._constants import MODALITIES
 
 if TYPE_CHECKING:
+    import anndata as ad
     from mudata import MuData
 
     from ._model import ConAAE
@@ -24,6 +25,7 @@ class MappingMixin:
         mdata: MuData,
         reference: ConAAE | str | os.PathLike,
         *,
+        gene_links: ad.AnnData | None = None,
         freeze_reference: bool = True,
     ) -> ConAAE:
         """Map cells of new samples onto a trained model (scArches, as scvi-tools models do).
@@ -49,6 +51,11 @@ class MappingMixin:
             reference's setup arguments.
         reference
             A trained :class:`ConAAE` set up with ``batch_key``, or a directory it was saved to.
+        gene_links
+            Peak-gene links for the query's label prior (see :meth:`setup_mudata`). By default
+            those the reference was set up with, when ``reference`` is a model in memory; links
+            are not saved with a model, so pass them when mapping onto a saved one. Without
+            links, an unlabelled modality's prior is the optimal-transport one.
         freeze_reference
             Train only the new samples' shifts (default); ``False`` fine-tunes every weight
             (the reference's embeddings then move).
@@ -77,7 +84,11 @@ class MappingMixin:
                 "new ones beside. Train the reference with setup_mudata(..., batch_key=...)."
             )
             raise ValueError(msg)
-        cls.setup_mudata(mdata, **setup.to_dict())
+        if gene_links is None and isinstance(reference, MappingMixin):
+            # The reference's own links fit the query too: it has the reference's features.
+            registered = _registration.recall_registration(reference.mdata)
+            gene_links = None if registered is None else registered.gene_links
+        cls.setup_mudata(mdata, **setup.to_dict(), gene_links=gene_links)
         registration = _registration.recall_registration(mdata)
         known = {m: list(v) for m, v in settings.get("batch_categories", {}).items()}
         n_reference = {mod: max(1, len(known.get(mod, []))) for mod in MODALITIES}
