@@ -237,26 +237,37 @@ def load_bmmc(
     nothing pairs them but the ``true_partner`` columns (evaluation only). ``obs`` keeps
     ``cell_type``, ``batch`` (donor) and ``is_train`` (the challenge's split).
     """
+    folder = resolve_data_dir(data_dir) / BMMC_DIR
+    sources = {mod: ad.read_h5ad(folder / BMMC_FILES[mod]) for mod in ("rna", "atac")}
+    for source in sources.values():
+        source.X = source.layers["counts"]
+        source.obs = source.obs[["cell_type", "batch", "is_train"]]
+    return _as_unpaired(sources, "bmmc_multiome_openproblems_starter", random_state)
+
+
+def _as_unpaired(sources: dict[str, ad.AnnData], name: str, random_state: int) -> md.MuData:
+    """Paired modalities (row i = one cell) as an unpaired-looking MuData of float32 counts.
+
+    Cells get modality-prefixed names, the ATAC rows a random order of their own and the
+    ``true_partner`` columns (evaluation only); ``obs`` columns are kept.
+    """
     from conaae_scverse.datasets._utils import build_mudata
 
-    folder = resolve_data_dir(data_dir) / BMMC_DIR
     adatas = {}
-    for mod, prefix in (("rna", "rna:"), ("atac", "atac:")):
-        source = ad.read_h5ad(folder / BMMC_FILES[mod])
-        obs = source.obs[["cell_type", "batch", "is_train"]].copy()
-        obs.index = prefix + source.obs_names.astype(str)
+    for mod, source in sources.items():
+        obs = source.obs.copy()
+        obs.index = f"{mod}:" + source.obs_names.astype(str)
         adatas[mod] = ad.AnnData(
-            X=source.layers["counts"].astype(np.float32),
+            X=source.X.astype(np.float32),
             obs=obs,
             var=pd.DataFrame(index=source.var_names.astype(str)),
         )
-    cells = adatas["rna"].obs_names.str.removeprefix("rna:")
+    cells = sources["rna"].obs_names.astype(str)
     adatas["rna"].obs[TRUE_PARTNER_KEY] = "atac:" + cells
     adatas["atac"].obs[TRUE_PARTNER_KEY] = "rna:" + cells
     order = np.random.default_rng(random_state).permutation(adatas["atac"].n_obs)
     adatas["atac"] = adatas["atac"][order].copy()
-    provenance = {"name": "bmmc_multiome_openproblems_starter", "genome": "hg38"}
-    return build_mudata(adatas["rna"], adatas["atac"], provenance)
+    return build_mudata(adatas["rna"], adatas["atac"], {"name": name, "genome": "hg38"})
 
 
 def rna_clusters(rna: ad.AnnData, *, resolution: float = 0.3) -> pd.Series:
@@ -324,8 +335,6 @@ def load_pbmc(
     monocytes at the default resolution), copied to each cell's ATAC profile as the truth.
     Names and row order as in :func:`load_bmmc`.
     """
-    from conaae_scverse.datasets._utils import build_mudata
-
     source = _read_old_h5mu(resolve_data_dir(data_dir) / PBMC_FILE, ("rna", "atac"))
     if not source.mod["rna"].obs_names.equals(source.mod["atac"].obs_names):
         msg = f"{PBMC_FILE}: the modalities' rows are not the same cells in the same order."
@@ -335,27 +344,11 @@ def load_pbmc(
     counted = np.ones(source.n_obs, dtype=bool)
     for adata in source.mod.values():
         counted &= np.asarray(adata.X.sum(axis=1)).ravel() > 0
-    source = source[counted].copy()
-    labels = rna_clusters(source.mod["rna"])
-    adatas = {}
-    for mod, prefix in (("rna", "rna:"), ("atac", "atac:")):
-        adata = source.mod[mod]
-        obs = pd.DataFrame(
-            {"cell_type": pd.Categorical(labels.to_numpy())},
-            index=prefix + adata.obs_names.astype(str),
-        )
-        adatas[mod] = ad.AnnData(
-            X=adata.X.astype(np.float32),
-            obs=obs,
-            var=pd.DataFrame(index=adata.var_names.astype(str)),
-        )
-    cells = source.mod["rna"].obs_names.astype(str)
-    adatas["rna"].obs[TRUE_PARTNER_KEY] = "atac:" + cells
-    adatas["atac"].obs[TRUE_PARTNER_KEY] = "rna:" + cells
-    order = np.random.default_rng(random_state).permutation(adatas["atac"].n_obs)
-    adatas["atac"] = adatas["atac"][order].copy()
-    provenance = {"name": "pbmc_multiome_muon_test", "genome": "hg38"}
-    return build_mudata(adatas["rna"], adatas["atac"], provenance)
+    sources = {mod: source.mod[mod][counted].copy() for mod in ("rna", "atac")}
+    labels = pd.Categorical(rna_clusters(sources["rna"]).to_numpy())
+    for adata in sources.values():
+        adata.obs = pd.DataFrame({"cell_type": labels}, index=adata.obs_names)
+    return _as_unpaired(sources, "pbmc_multiome_muon_test", random_state)
 
 
 def gene_links(mdata: md.MuData, data_dir: str | os.PathLike[str] | None = None):

@@ -20,9 +20,10 @@ from ._networks import (
     sparse_csr,
 )
 from ._projection import CLIP, Projection
+from ._query_mapping import QueryMappingMixin
 
 
-class ConAAEModule(nn.Module):
+class ConAAEModule(QueryMappingMixin, nn.Module):
     """Two autoencoders into one latent space, a discriminator and a label classifier.
 
     Parameters
@@ -192,42 +193,6 @@ class ConAAEModule(nn.Module):
         if self.discriminator is None:
             return []
         return [p for p in self.discriminator.parameters() if p.requires_grad]
-
-    def freeze_reference(self) -> None:
-        """Train only the shifts of mapped-on samples (scArches' recipe).
-
-        The autoencoders and classifier stop learning and BatchNorm layers keep their running
-        statistics, so reference cells keep embeddings and labels. The discriminator (it
-        embeds nothing) learns on: frozen, it is fooled by shifts that pile new cells up.
-        """
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        if self.discriminator is not None:
-            for parameter in self.discriminator.parameters():
-                parameter.requires_grad_(True)
-        for table in (self.encoder_shifts, self.decoder_shifts):
-            for shifts in table.values():
-                for parameter in shifts.query:
-                    parameter.requires_grad_(True)
-        self.batch_norm_frozen = True
-        self.train(self.training)
-
-    def start_query_shifts(self) -> None:
-        """Start each mapped-on sample's shifts at the mean of the reference samples'."""
-        with torch.no_grad():
-            for table in (self.encoder_shifts, self.decoder_shifts):
-                for shifts in table.values():
-                    for reference, query in zip(shifts.reference, shifts.query, strict=True):
-                        query.copy_(reference.mean(0, keepdim=True).expand_as(query))
-
-    def train(self, mode: bool = True) -> ConAAEModule:
-        """Set training mode; BatchNorm layers stay in eval mode after :meth:`freeze_reference`."""
-        super().train(mode)
-        if getattr(self, "batch_norm_frozen", False):
-            for module in self.modules():
-                if isinstance(module, nn.BatchNorm1d):
-                    module.eval()
-        return self
 
     # ---- forward pieces ----
     def set_feature_moments(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
