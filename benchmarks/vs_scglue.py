@@ -61,7 +61,7 @@ import _common as common
 
 METHODS = {
     "conaae": "Con-AAE, default (OT prior)",
-    "conaae_links": "Con-AAE, peak-gene links (prior and anchors)",
+    "conaae_links": "Con-AAE, peak-gene links (prior, anchors, consistency)",
     "scglue": "scGLUE",
 }
 LABEL_KEY = "cell_type"

@@ -16,6 +16,8 @@ Configurations (``--configs``):
   (``n_input_components=0``). On 2 cores this takes about half an hour per run.
 - ``no_link_anchors``: the default without the anchors of the links prior
   (``loss_weights={"link_anchor": 0}``, the default before them): their cost and effect.
+- ``no_link_consistency``: the default without the link consistency term
+  (``loss_weights={"link_consistency": 0}``, the default before it): its cost and effect.
 
 Each run happens in a fresh process (peak RSS per run) and reports the time of each stage:
 ``setup`` (``setup_mudata`` + ``ConAAE(...)``: moments, projection, label prior), ``train``
@@ -56,6 +58,7 @@ CONFIGS = {
     "default": {},
     "full_width": {"n_input_components": 0},
     "no_link_anchors": {"loss_weights": {"link_anchor": 0}},
+    "no_link_consistency": {"loss_weights": {"link_consistency": 0}},
 }
 LABEL_KEY = "cell_type"
 

@@ -141,7 +141,7 @@ def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
         "vs_scglue.py", tmp_path, "--dataset", "simulated", "--methods", "conaae", "conaae_links"
     )
     md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
-    assert "simulate_wide(300" in md and "peak-gene links (prior and anchors)" in md
+    assert "simulate_wide(300" in md and "peak-gene links (prior, anchors, consistency)" in md
     assert "seed 0: accuracy" in proc.stdout
 
 
@@ -167,7 +167,7 @@ def test_scglue_comparison_combines_runs_of_separate_sessions(tmp_path):
     argv = ["--dataset", "simulated", "--combine", str(first), str(second), "--out", str(out)]
     assert vs_scglue.main(argv) == 0
     md = (out / "vs_scglue_simulated.md").read_text()
-    assert "| Con-AAE, peak-gene links (prior and anchors) | 0 1 | 0.40 0.50 |" in md
+    assert "| Con-AAE, peak-gene links (prior, anchors, consistency) | 0 1 | 0.40 0.50 |" in md
     assert "| scGLUE | 0 | 0.80 |" in md  # the later file wins
     assert "combined from the runs in" in md
 

@@ -43,6 +43,7 @@ class _LossKeys(NamedTuple):
     CLASSIFIER: str = "classifier"
     ANCHOR: str = "anchor"
     SAMPLE_MIXING: str = "sample_mixing"
+    LINK_CONSISTENCY: str = "link_consistency"
     DISCRIMINATOR: str = "discriminator"
     TOTAL: str = "loss"
 

@@ -17,9 +17,10 @@ from ._constants import MODALITIES
 from ._hyperparameters import DEFAULT_HIDDEN, Hyperparameters
 from ._inference import InferenceMixin
 from ._label_prior import LabelPrior, pseudo_label_unlabelled
+from ._link_consistency import fit_link_targets
 from ._mapping import MappingMixin
 from ._module import ConAAEModule, LossWeights
-from ._projection import fit_projection
+from ._projection import fit_input_statistics
 from ._training import TrainingMixin
 
 if TYPE_CHECKING:
@@ -64,12 +65,15 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
     loss_weights
         Weights of the loss terms by name (``reconstruction``, ``adversarial``, ``cycle``,
         ``contrastive``, ``classifier``, ``anchor``, ``mmd``, ``sample_mixing``,
-        ``link_anchor``); missing names keep the paper's defaults (10, 10, 10, 10, 1, 0.1, 10)
-        and, for our own terms, 1 for ``sample_mixing`` (with several samples in a modality,
-        see ``batch_key`` of :meth:`setup_mudata`, cells of one label are pulled together
-        across samples by a label-conditional MMD) and 10 for ``link_anchor`` (the anchor
-        loss on pairs that the ``"links"`` label prior infers, see ``label_prior``). A weight
-        of 0 switches a term off.
+        ``link_anchor``, ``link_consistency``); missing names keep the paper's defaults (10,
+        10, 10, 10, 1, 0.1, 10) and, for our own terms, 1 for ``sample_mixing`` (with several
+        samples in a modality, see ``batch_key`` of :meth:`setup_mudata`, cells of one label
+        are pulled together across samples by a label-conditional MMD), 10 for
+        ``link_anchor`` (the anchor loss on pairs that the ``"links"`` label prior infers, see
+        ``label_prior``) and 10 for ``link_consistency`` (with ``gene_links``: the RNA that
+        each ATAC cell's latent decodes to should correlate, gene by gene, with the cell's own
+        gene activity; it moves the ATAC latents, never the RNA decoder). A weight of 0
+        switches a term off.
     margin
         Triplet margin alpha.
     augmentation_noise
@@ -299,6 +303,11 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         )
         if anchors_from_links:
             self.anchor_pairs_ = link_anchors
+        self.link_targets_ = (
+            fit_link_targets(registration.gene_links, matrices, adatas, log1p, params.seed)
+            if weights.link_consistency > 0 and (registry is None or query)
+            else None
+        )
         contrastive_mode = params.contrastive
         if params.contrastive == "auto":
             contrastive_mode = "supervised" if categories else "self_supervised"
@@ -353,31 +362,9 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
                 dropout=params.dropout,
             )
         if registry is None:
-            for mod in MODALITIES:
-                with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked below
-                    mean, std = _data.feature_moments(matrices[mod], log1p=log1p[mod])
-                if not (np.isfinite(mean).all() and np.isfinite(std).all()):
-                    msg = (
-                        f"Modality {setup.mod_name(mod)!r} has values too large to standardise "
-                        "(their squares overflow float64). Scale them down or log-transform "
-                        "them first."
-                    )
-                    raise ValueError(msg)
-                self.module.set_feature_moments(
-                    mod,
-                    torch.as_tensor(mean, dtype=torch.float32),
-                    torch.as_tensor(std, dtype=torch.float32),
-                )
-                if n_components[mod]:
-                    projection = fit_projection(
-                        matrices[mod],
-                        mean,
-                        np.where(std > 1e-8, std, 1.0),
-                        log1p=log1p[mod],
-                        n_components=n_components[mod],
-                        seed=params.seed,
-                    )
-                    self.module.set_projection(mod, projection)
+            fit_input_statistics(
+                self.module, matrices, log1p, n_components, setup.mod_name, params.seed
+            )
         self.is_trained_ = False
         self._latent_cache = None  # (n_train_calls_, embeddings of the training data)
         self._training_data = None  # the modalities as the networks read them (see train)

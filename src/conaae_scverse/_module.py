@@ -10,6 +10,7 @@ from torch import nn
 
 from . import _losses
 from ._constants import LOSS_KEYS, MODALITIES
+from ._link_consistency import axes_correlation_loss, row_correlation_loss
 from ._networks import (
     LossWeights,
     SampleShifts,
@@ -333,6 +334,7 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
         batch_atac: torch.Tensor | None = None,
         anchor_batch_rna: torch.Tensor | None = None,
         anchor_batch_atac: torch.Tensor | None = None,
+        link_target: dict[str, torch.Tensor] | None = None,
         adversarial_scale: float = 1.0,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Every loss term of the autoencoder step, by name, and the latents.
@@ -350,6 +352,9 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
             only given in anchor mode.
         batch_rna, batch_atac, anchor_batch_rna, anchor_batch_atac
             Sample codes of the rows of ``x_*`` and ``anchor_*`` (needed with samples).
+        link_target
+            Gene activity targets of the rows of ``x_atac`` (``LinkLookup.rows``), for the
+            link consistency term; ``None`` leaves it out.
         adversarial_scale
             Multiplier of the adversarial weight (0 during the autoencoder warm-up).
 
@@ -451,8 +456,31 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
             terms[LOSS_KEYS.ANCHOR] = F.mse_loss(z_rna, z_atac)
             total = total + anchor_weight * terms[LOSS_KEYS.ANCHOR]
 
+        if link_target is not None and w.link_consistency > 0:
+            terms[LOSS_KEYS.LINK_CONSISTENCY] = self._link_consistency(
+                z[MODALITIES.ATAC], link_target
+            )
+            total = total + w.link_consistency * terms[LOSS_KEYS.LINK_CONSISTENCY]
+
         terms[LOSS_KEYS.TOTAL] = total
         return terms, z
+
+    def _link_consistency(self, z_atac: torch.Tensor, target: dict) -> torch.Tensor:
+        """How far the RNA decoded from ATAC latents is from the cells' own gene activity."""
+        rna = MODALITIES.RNA
+        as_sample = self._random_samples(rna, len(z_atac), z_atac.device)
+        # Only the ATAC latent is to move: the RNA decoder learns from RNA cells alone.
+        decoded = run_network(
+            self.decoders[rna],
+            z_atac,
+            self._shifts(self.decoder_shifts, rna),
+            _codes(as_sample),
+            fixed=True,
+        )
+        if "columns" in target:
+            return row_correlation_loss(decoded[:, target["columns"]], target["activity"])
+        values = decoded * self.rna_score_scale + self.rna_score_mean  # on the axes
+        return axes_correlation_loss(values, target["projected"], target["norm"], target["gram"])
 
     def _random_samples(self, modality: str, n: int, device) -> torch.Tensor | None:
         """``n`` sample codes of ``modality`` drawn uniformly (``None`` without samples)."""

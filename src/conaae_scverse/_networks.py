@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -20,6 +21,8 @@ class LossWeights:
     label-conditional MMD between each sample's cells of a label and the other samples'.
     ``link_anchor`` (ours, only with the ``"links"`` label prior): the anchor loss on pairs
     inferred from peak-gene links (:mod:`._link_anchors`) instead of known pairs.
+    ``link_consistency`` (ours, only with peak-gene links): 1 - the correlation between the
+    RNA genes an ATAC cell's latent decodes to and its gene activity (:mod:`._link_consistency`).
     """
 
     reconstruction: float = 10.0
@@ -31,6 +34,7 @@ class LossWeights:
     mmd: float = 10.0
     sample_mixing: float = 1.0
     link_anchor: float = 10.0
+    link_consistency: float = 10.0
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict form."""
@@ -104,24 +108,43 @@ def run_network(
     batch: torch.Tensor | None = None,
     *,
     skip_first: bool = False,
+    fixed: bool = False,
 ) -> torch.Tensor:
     """Apply ``network``, adding the sample shifts after its first ``len(shifts)`` linear layers.
 
-    ``skip_first``: ``x`` is already the output of the first (linear) layer.
+    ``skip_first``: ``x`` is already the output of the first (linear) layer. ``fixed``: the
+    weights and shifts take no gradient (only ``x`` does), at no extra cost.
     """
-    if shifts is None or batch is None:
-        layers = list(network)[1:] if skip_first else network
-        for layer in layers:
-            x = layer(x)
-        return x
     shifted = 0
     for i, layer in enumerate(network):
         if not (skip_first and i == 0):
-            x = layer(x)
-        if isinstance(layer, nn.Linear) and shifted < len(shifts):
-            x = x + shifts.shift(shifted, batch)
-            shifted += 1
+            x = _fixed_layer(layer, x) if fixed else layer(x)
+        if shifts is not None and batch is not None:
+            if isinstance(layer, nn.Linear) and shifted < len(shifts):
+                shift = shifts.shift(shifted, batch)
+                x = x + (shift.detach() if fixed else shift)
+                shifted += 1
     return x
+
+
+def _fixed_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` with the layer's parameters detached (batch statistics as usual)."""
+    if isinstance(layer, nn.Linear):
+        bias = None if layer.bias is None else layer.bias.detach()
+        return F.linear(x, layer.weight.detach(), bias)
+    if isinstance(layer, nn.BatchNorm1d):
+        use_batch = layer.training or layer.running_mean is None
+        return F.batch_norm(
+            x,
+            layer.running_mean,
+            layer.running_var,
+            None if layer.weight is None else layer.weight.detach(),
+            None if layer.bias is None else layer.bias.detach(),
+            training=use_batch,
+            momentum=0.1 if layer.momentum is None else layer.momentum,
+            eps=layer.eps,
+        )
+    return layer(x)  # activations, dropout: no parameters
 
 
 class _Discriminator(nn.Module):

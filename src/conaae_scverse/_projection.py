@@ -150,3 +150,58 @@ def fit_projection(
         score_scale=float(np.sqrt(max(variances.mean(), 1e-12))),
         explained_variance_ratio=(variances / max(total_variance, 1e-12)).astype(np.float32),
     )
+
+
+def fit_input_statistics(
+    module, matrices: dict, log1p: dict, n_components: dict, mod_name, seed: int
+) -> None:
+    """Set a new module's per-feature moments and, where asked, principal axes from the data.
+
+    Parameters
+    ----------
+    module
+        The :class:`~conaae_scverse._module.ConAAEModule` to fill.
+    matrices
+        The registered matrix of each modality.
+    log1p
+        Whether each modality holds counts.
+    n_components
+        Principal axes of each modality (0: none).
+    mod_name
+        Callable giving the user's name of a modality, for errors.
+    seed
+        Seed of the projection fits.
+
+    Raises
+    ------
+    ValueError
+        A modality's values are too large to standardise.
+    """
+    import torch
+
+    from ._data import feature_moments
+
+    for mod, matrix in matrices.items():
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked below
+            mean, std = feature_moments(matrix, log1p=log1p[mod])
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            msg = (
+                f"Modality {mod_name(mod)!r} has values too large to standardise (their squares "
+                "overflow float64). Scale them down or log-transform them first."
+            )
+            raise ValueError(msg)
+        module.set_feature_moments(
+            mod,
+            torch.as_tensor(mean, dtype=torch.float32),
+            torch.as_tensor(std, dtype=torch.float32),
+        )
+        if n_components[mod]:
+            projection = fit_projection(
+                matrix,
+                mean,
+                np.where(std > 1e-8, std, 1.0),
+                log1p=log1p[mod],
+                n_components=n_components[mod],
+                seed=seed,
+            )
+            module.set_projection(mod, projection)

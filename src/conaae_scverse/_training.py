@@ -143,7 +143,10 @@ class TrainingMixin:
         if seed is not None:
             check_count("seed", seed, 0)
         plan_kwargs = normalize_mapping("plan_kwargs", plan_kwargs)
-        plan_args = set(inspect.signature(ConAAETrainingPlan).parameters) - {"module"}
+        plan_args = set(inspect.signature(ConAAETrainingPlan).parameters) - {
+            "module",
+            "link_targets",
+        }
         for key in plan_kwargs:
             if key in ("lr", "n_epochs_warmup"):
                 msg = f"Pass {key} as an argument of train ({key}=...), not in plan_kwargs."
@@ -221,7 +224,11 @@ class TrainingMixin:
             **trainer_kwargs,
         )
         plan = ConAAETrainingPlan(
-            self.module, lr=lr, n_epochs_warmup=n_epochs_warmup, **plan_kwargs
+            self.module,
+            lr=lr,
+            n_epochs_warmup=n_epochs_warmup,
+            link_targets=self.link_targets_,
+            **plan_kwargs,
         )
         self.module.train()
         sigint_handler = signal.getsignal(signal.SIGINT)

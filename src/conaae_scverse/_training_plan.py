@@ -12,6 +12,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from ._compat import TrainingPlan
 from ._constants import LOSS_KEYS, REGISTRY_KEYS
 from ._data_module import ANCHOR_SAMPLE_KEYS
+from ._link_consistency import LinkLookup, LinkTargets
 from ._module import ConAAEModule
 
 
@@ -65,6 +66,7 @@ class ConAAETrainingPlan(TrainingPlan):
         n_steps_discriminator: int = 1,
         n_epochs_warmup: int = 0,
         lr_schedule: str = "cosine",
+        link_targets: LinkTargets | None = None,
     ):
         if lr_schedule not in LR_SCHEDULES:
             msg = f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}."
@@ -77,6 +79,12 @@ class ConAAETrainingPlan(TrainingPlan):
         self.n_steps_discriminator = n_steps_discriminator
         self.n_epochs_warmup = n_epochs_warmup
         self.lr_schedule = lr_schedule
+        self.link_lookup = None
+        if link_targets is not None:
+            projected = module.is_projected("rna")
+            self.link_lookup = LinkLookup(
+                link_targets, module.rna_components if projected else None
+            )
         self._autoencoder_steps = 0
         self._epoch_sums: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
@@ -115,6 +123,11 @@ class ConAAETrainingPlan(TrainingPlan):
     def _terms(self, batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         rna, atac = batch[0], batch[1]
         anchor = batch[2] if len(batch) > 2 else None
+        link_target = None
+        if self.link_lookup is not None:
+            link_target = self.link_lookup.rows(
+                atac[REGISTRY_KEYS.INDICES_KEY], atac[REGISTRY_KEYS.X_KEY].device
+            )
         return self.module.loss(
             rna[REGISTRY_KEYS.X_KEY],
             atac[REGISTRY_KEYS.X_KEY],
@@ -126,6 +139,7 @@ class ConAAETrainingPlan(TrainingPlan):
             batch_atac=atac[REGISTRY_KEYS.BATCH_KEY],
             anchor_batch_rna=None if anchor is None else anchor[ANCHOR_SAMPLE_KEYS["rna"]],
             anchor_batch_atac=None if anchor is None else anchor[ANCHOR_SAMPLE_KEYS["atac"]],
+            link_target=link_target,
             adversarial_scale=1.0 if self._adversarial_on else 0.0,
         )
 
