@@ -97,38 +97,24 @@ def test_projected_rna_is_compared_on_its_axes_as_on_its_genes():
     assert set(as_genes) == {"activity", "columns"}
 
 
-def test_the_term_enters_the_total_with_its_weight():
-    weights = LossWeights(
-        reconstruction=0,
-        adversarial=0,
-        cycle=0,
-        contrastive=0,
-        classifier=0,
-        link_consistency=2.5,
-    )
+def _only_link_consistency(weight: float) -> tuple[ConAAEModule, dict]:
+    """A module whose only loss term is link consistency, and the targets of 6 ATAC rows."""
+    off = dict.fromkeys(["reconstruction", "adversarial", "cycle", "contrastive", "classifier"], 0)
+    weights = LossWeights(**off, link_consistency=weight)
     module = ConAAEModule(5, 4, hidden_rna=[8], hidden_atac=[8], n_latent=3, weights=weights)
-    x_rna, x_atac = torch.rand(6, 5), torch.rand(6, 4)
-    target = {"activity": torch.randn(6, 3), "columns": torch.tensor([0, 2, 4])}
-    terms, _ = module.loss(x_rna, x_atac, link_target=target)
+    return module, {"activity": torch.randn(6, 3), "columns": torch.tensor([0, 2, 4])}
+
+
+def test_the_term_enters_the_total_with_its_weight():
+    module, target = _only_link_consistency(2.5)
+    terms, _ = module.loss(torch.rand(6, 5), torch.rand(6, 4), link_target=target)
     assert terms[LOSS_KEYS.LINK_CONSISTENCY] > 0
     torch.testing.assert_close(terms[LOSS_KEYS.TOTAL], 2.5 * terms[LOSS_KEYS.LINK_CONSISTENCY])
 
 
 def test_the_term_moves_the_atac_latent_not_the_rna_decoder():
-    weights = LossWeights(
-        reconstruction=0,
-        adversarial=0,
-        cycle=0,
-        contrastive=0,
-        classifier=0,
-        link_consistency=1.0,
-    )
-    module = ConAAEModule(5, 4, hidden_rna=[8], hidden_atac=[8], n_latent=3, weights=weights)
-    terms, _ = module.loss(
-        torch.rand(6, 5),
-        torch.rand(6, 4),
-        link_target={"activity": torch.randn(6, 3), "columns": torch.tensor([0, 2, 4])},
-    )
+    module, target = _only_link_consistency(1.0)
+    terms, _ = module.loss(torch.rand(6, 5), torch.rand(6, 4), link_target=target)
     terms[LOSS_KEYS.TOTAL].backward()
     assert all(p.grad is None or not p.grad.any() for p in module.decoders["rna"].parameters())
     assert any(p.grad is not None and p.grad.any() for p in module.encoders["atac"].parameters())
