@@ -23,6 +23,16 @@ def log_normalize(matrix, *, log1p: bool) -> sparse.csr_matrix | np.ndarray:
     return np.log1p(np.asarray(matrix, dtype=np.float64) * factors[:, None])
 
 
+def gene_activity(atac_matrix, links, *, log1p: bool) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """ATAC cells x genes: peak values summed over ``links`` (peaks x genes), normalised.
+
+    Returns the activity (:func:`log_normalize`) and the columns with any non-zero value.
+    """
+    activity = sparse.csr_matrix(atac_matrix, dtype=np.float64) @ sparse.csr_matrix(links)
+    activity = log_normalize(sparse.csr_matrix(activity), log1p=log1p)
+    return activity, np.flatnonzero(np.asarray((activity != 0).sum(axis=0)).ravel() > 0)
+
+
 def standardize(x) -> np.ndarray:
     """Dense per-feature z-scores, clipped at 10 (constant features become 0)."""
     x = x.toarray() if sparse.issparse(x) else np.asarray(x, dtype=np.float64)

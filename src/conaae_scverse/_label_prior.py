@@ -22,12 +22,12 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 from scipy.sparse.linalg import LinearOperator, svds
 from sklearn.neighbors import NearestNeighbors
 
 from ._cell_representation import (
     MAX_FIT_CELLS,
+    gene_activity,
     l2_rows,
     log_normalize,
     own_representation,
@@ -164,11 +164,9 @@ def gene_space(
     -------
     Dense standardised matrices of shape (n_rna, g) and (n_atac, g).
     """
-    activity = sparse.csr_matrix(atac_matrix, dtype=np.float64) @ sparse.csr_matrix(links)
-    activity = log_normalize(activity, log1p=log1p_atac)
+    # An all-zero gene activity carries no signal: only candidates with some are kept.
+    activity, candidates = gene_activity(atac_matrix, links, log1p=log1p_atac)
     rna = log_normalize(rna_genes, log1p=log1p_rna)
-    # An all-zero gene activity carries no signal.
-    candidates = np.flatnonzero(np.asarray((activity != 0).sum(axis=0)).ravel() > 0)
     genes = candidates[top_variable(rna[:, candidates], n_genes)]
     return standardize(rna[:, genes]), standardize(activity[:, genes])
 

@@ -19,6 +19,7 @@ from scipy import sparse
 
 from ._cell_representation import (
     MAX_FIT_CELLS,
+    gene_activity,
     log_normalize,
     own_representation,
     standardize,
@@ -89,11 +90,8 @@ def link_targets(
     """
     rng = np.random.default_rng(seed)
     in_rna = np.flatnonzero(np.asarray(rna_gene_columns) >= 0)
-    activity = (
-        sparse.csr_matrix(atac_matrix, dtype=np.float64) @ sparse.csr_matrix(links)[:, in_rna]
-    )
-    activity = log_normalize(sparse.csr_matrix(activity), log1p=log1p_atac)
-    has_activity = np.flatnonzero(np.asarray((activity != 0).sum(axis=0)).ravel() > 0)
+    links = sparse.csr_matrix(links)[:, in_rna]
+    activity, has_activity = gene_activity(atac_matrix, links, log1p=log1p_atac)
     if len(has_activity) == 0:
         return None
     columns = np.asarray(rna_gene_columns)[in_rna][has_activity]
