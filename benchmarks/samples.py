@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "--effect", type=float, default=1.0, help="log-sd of the sample effect (default 1.0)"
     )
     parser.add_argument(
-        "--query-steps", type=int, default=100, help="training steps of the mapped sample"
+        "--query-steps", type=int, default=80, help="training steps of the mapped sample"
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -174,6 +176,10 @@ def test_a_query_gets_new_sample_shifts_and_trains_only_them(tmp_path, from_dire
     assert (shifts.n_reference, shifts.n_query) == (2, 1)
     # the new sample starts at the mean of the reference samples
     torch.testing.assert_close(shifts.query[0][0], shifts.reference[0].mean(0))
+    # and with its own copy of the encoder's input layer (the RNA has no new sample)
+    own, first = query.module.input_layers["atac"], query.module.encoders["atac"][0]
+    assert "rna" not in query.module.input_layers
+    torch.testing.assert_close(own.layer(2)[0], first.weight)
     trainable = [n for n, p in query.module.named_parameters() if p.requires_grad]
     # the new shifts, and the discriminator (it embeds nothing)
     assert any(".query." in n for n in trainable)
@@ -184,6 +190,7 @@ def test_a_query_gets_new_sample_shifts_and_trains_only_them(tmp_path, from_dire
         if ".query." not in key and not key.startswith("discriminator."):
             torch.testing.assert_close(state[key], value, rtol=0, atol=0)
     assert not torch.equal(shifts.query[0], shifts.reference[0].mean(0, keepdim=True))
+    assert not torch.equal(own.layer(2)[0], first.weight)
     # cells of the reference's samples keep their embeddings, to float tolerance
     np.testing.assert_allclose(
         query.get_latent_representation(mdata, modality="atac"),
@@ -209,6 +216,29 @@ def test_a_mapped_model_saves_loads_and_serves_as_a_reference(tmp_path):
     second = ConAAE.load_query_data(again, loaded)
     assert second.batch_categories_["atac"] == ["a1", "a2", "a3", "a4"]
     assert second.module.decoder_shifts["atac"].n_reference == 3
+    # the sample mapped first keeps its own input layer, so its cells keep their embeddings
+    assert second.module.input_layers["atac"].reference["weight"].shape[0] == 1
+    assert second.module.n_shared_input["atac"] == 2
+    np.testing.assert_allclose(
+        second.get_latent_representation(_query(), modality="atac"), z, atol=1e-6
+    )
+
+
+def test_a_mapped_model_saved_before_own_input_layers_still_loads(tmp_path):
+    _, reference = _reference()
+    query = ConAAE.load_query_data(_query(), reference)
+    # untrained, the new sample's input layer equals the encoder's: the older files' meaning
+    z = query.get_latent_representation(modality="atac")
+    query.save(tmp_path / "query")
+    settings_file, weights_file = tmp_path / "query/settings.json", tmp_path / "query/model.pt"
+    settings = json.loads(settings_file.read_text())
+    del settings["n_shared_input_batches"]
+    settings_file.write_text(json.dumps(settings))
+    state = torch.load(weights_file, weights_only=True)
+    torch.save({k: v for k, v in state.items() if not k.startswith("input_layers.")}, weights_file)
+    loaded = ConAAE.load(tmp_path / "query", _query(), accelerator="cpu")
+    assert not loaded.module.input_layers
+    np.testing.assert_allclose(loaded.get_latent_representation(modality="atac"), z, atol=1e-6)
 
 
 def test_fine_tuning_everything_is_possible():

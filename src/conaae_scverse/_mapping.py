@@ -33,8 +33,10 @@ class MappingMixin:
         ``mdata`` holds the query: cells of new samples in one or both modalities (cells of
         the reference's samples may come along). The new model has the reference's weights and
         settings; each new sample gets its own shifts, started at the mean of the reference
-        samples' and, by default, the only parameters of the networks that embed and label
-        cells that :meth:`train` then changes (the BatchNorm statistics stay too; the
+        samples', and its own copy of each encoder's input layer, started at the encoder's
+        (so that a feature-wise scaling of the new sample can be undone). By default
+        these are the only parameters of the networks that embed and label cells that
+        :meth:`train` then changes (the BatchNorm statistics stay too; the
         discriminator, which embeds nothing, keeps learning), so cells of the reference's
         samples keep their embeddings and labels. Train it briefly (e.g.
         ``query.train(max_epochs=20)``), then use it as any model: embeddings, labels with
@@ -104,9 +106,13 @@ class MappingMixin:
                 )
                 raise ValueError(msg)
             extended[mod] = known.get(mod, []) + new
+        # Samples trained with the reference share its encoders' input layers; those mapped
+        # on (now or before) have their own.
+        n_shared = settings.get("n_shared_input_batches", n_reference)
         settings.update(
             batch_categories=extended,
             n_reference_batches=n_reference,
+            n_shared_input_batches=n_shared,
             history={},
             n_train_calls=0,
             is_trained=True,
@@ -117,13 +123,15 @@ class MappingMixin:
         )
         state = _persistence.merge_sample_shifts(saved.state)
         missing, unexpected = model.module.load_state_dict(state, strict=False)
-        if unexpected or any(".query." not in key for key in missing):
+        # New are the query's parameters, and empty stacks of earlier mapped-on input layers.
+        empty = {k for k, v in model.module.state_dict().items() if not v.numel()}
+        if unexpected or any(".query." not in key and key not in empty for key in missing):
             msg = (
                 "The reference's weights do not fit a model of its own settings "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]}); save it again."
             )
             raise _persistence.ModelFileError(msg)
-        model.module.start_query_shifts()
+        model.module.start_query_parameters()
         if freeze_reference:
             model.module.freeze_reference()
         model.module.eval()

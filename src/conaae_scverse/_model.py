@@ -247,6 +247,15 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         n_reference = {
             mod: int(saved_reference.get(mod, max(1, len(samples[mod])))) for mod in MODALITIES
         }
+        # Samples sharing the encoders' input layers (models saved before mapped-on samples
+        # had their own: all of them).
+        saved_shared = {} if registry is None else registry.get("n_shared_input_batches", {})
+        n_shared = {
+            mod: int(saved_shared.get(mod, max(1, len(samples[mod]))))
+            if registry is not None
+            else n_reference[mod]
+            for mod in MODALITIES
+        }
         self.log1p_ = log1p
         self.n_components_ = n_components
 
@@ -350,6 +359,8 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
                 n_batches_atac=n_reference[MODALITIES.ATAC],
                 n_query_batches_rna=max(0, len(samples[MODALITIES.RNA]) - n_reference["rna"]),
                 n_query_batches_atac=max(0, len(samples[MODALITIES.ATAC]) - n_reference["atac"]),
+                n_shared_input_batches_rna=n_shared[MODALITIES.RNA],
+                n_shared_input_batches_atac=n_shared[MODALITIES.ATAC],
                 n_components_rna=n_components[MODALITIES.RNA],
                 n_components_atac=n_components[MODALITIES.ATAC],
                 alignment=params.alignment,

@@ -13,6 +13,7 @@ from ._constants import LOSS_KEYS, MODALITIES
 from ._link_consistency import axes_correlation_loss, row_correlation_loss
 from ._networks import (
     LossWeights,
+    SampleInputLayers,
     SampleShifts,
     _codes,
     _Discriminator,
@@ -45,6 +46,9 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
     n_query_batches_rna, n_query_batches_atac
         Samples mapped onto a trained model (:meth:`ConAAE.load_query_data`), after the
         ``n_batches_*`` reference samples.
+    n_shared_input_batches_rna, n_shared_input_batches_atac
+        Samples (the first ones) that share the encoder's input layer; each later one, mapped
+        on, has its own (:class:`SampleInputLayers`). Default: the reference samples.
     n_components_rna, n_components_atac
         Number of principal axes the standardised input of each modality is projected on
         before the encoder (the decoder then reconstructs these scores); 0 feeds the
@@ -86,6 +90,8 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
         n_batches_atac: int = 1,
         n_query_batches_rna: int = 0,
         n_query_batches_atac: int = 0,
+        n_shared_input_batches_rna: int | None = None,
+        n_shared_input_batches_atac: int | None = None,
         n_components_rna: int = 0,
         n_components_atac: int = 0,
         alignment: str = "adversarial",
@@ -118,6 +124,10 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
         self.decoders = nn.ModuleDict()
         self.encoder_shifts = nn.ModuleDict()
         self.decoder_shifts = nn.ModuleDict()
+        self.input_layers = nn.ModuleDict()
+        shared = {MODALITIES.RNA: n_shared_input_batches_rna}
+        shared[MODALITIES.ATAC] = n_shared_input_batches_atac
+        self.n_shared_input = {m: n or self.n_batches[m][0] for m, n in shared.items()}
         for mod, n_in in sizes.items():
             width = self.n_components[mod] or n_in
             encoder = _mlp(width, hidden[mod], n_latent, dropout=dropout)
@@ -132,6 +142,10 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
                 self.encoder_shifts[mod] = SampleShifts(hidden[mod], n_reference, n_query)
                 self.decoder_shifts[mod] = SampleShifts(
                     [*hidden[mod][::-1], width], n_reference, n_query
+                )
+            if n_reference + n_query > self.n_shared_input[mod]:
+                self.input_layers[mod] = SampleInputLayers(
+                    width, hidden[mod][0], self.n_shared_input[mod], n_reference, n_query
                 )
             # Per-feature moments of the (log1p-transformed) input, set from the data.
             self.register_buffer(f"{mod}_mean", torch.zeros(n_in))
@@ -156,30 +170,23 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
             *self.decoders.parameters(),
             *self.encoder_shifts.parameters(),
             *self.decoder_shifts.parameters(),
+            *self.input_layers.parameters(),
         ]
         if self.classifier is not None:
             params += list(self.classifier.parameters())
         return [p for p in params if p.requires_grad]
 
-    @staticmethod
-    def _shifts(table: nn.ModuleDict, modality: str) -> SampleShifts | None:
-        return table[modality] if modality in table else None
-
-    def has_samples(self, modality: str) -> bool:
-        """Whether ``modality``'s networks are conditioned on samples."""
-        return modality in self.encoder_shifts
-
-    def n_samples(self, modality: str) -> int:
-        """Count the samples of ``modality`` (reference and mapped-on ones)."""
-        return sum(self.n_batches[modality])
-
     def encoder_net(
         self, x: torch.Tensor, modality: str, batch: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Run the encoder of ``modality`` on its input (what :meth:`training_input` gives)."""
-        return run_network(
-            self.encoders[modality], x, self._shifts(self.encoder_shifts, modality), _codes(batch)
-        )
+        hidden = self.input_layer(modality, batch, lambda weight, bias: F.linear(x, weight, bias))
+        return self._encoder_rest(hidden, modality, batch)
+
+    def _encoder_rest(self, hidden: torch.Tensor, modality: str, batch: torch.Tensor | None):
+        """Run the encoder of ``modality`` past its input layer."""
+        encoder, shifts = self.encoders[modality], self._shifts(self.encoder_shifts, modality)
+        return run_network(encoder, hidden, shifts, _codes(batch), skip_first=True)
 
     def decoder_net(
         self, z: torch.Tensor, modality: str, batch: torch.Tensor | None = None
@@ -298,16 +305,12 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
         if self.is_projected(modality):
             return self.encoder_net(self.represent_sparse(x, modality), modality, batch)
         correction, zero_value = self._sparse_correction(x, modality)
-        encoder = self.encoders[modality]
-        first = encoder[0]
-        hidden = correction @ first.weight.T + first(zero_value)
-        return run_network(
-            encoder,
-            hidden,
-            self._shifts(self.encoder_shifts, modality),
-            _codes(batch),
-            skip_first=True,
+        hidden = self.input_layer(
+            modality,
+            batch,
+            lambda weight, bias: correction @ weight.T + F.linear(zero_value, weight, bias),
         )
+        return self._encoder_rest(hidden, modality, batch)
 
     def classify(self, z: torch.Tensor) -> torch.Tensor:
         """Label logits of latents, shape (n, n_labels)."""

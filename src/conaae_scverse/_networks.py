@@ -101,6 +101,60 @@ class SampleShifts(nn.Module):
         return table[batch]
 
 
+class SampleInputLayers(nn.Module):
+    """Own copies of an encoder's input layer for samples mapped on later.
+
+    Bias shifts (:class:`SampleShifts`) move all of a sample's cells alike; a sample whose
+    features are scaled differently (depth, peak-calling, chemistry) also needs its own
+    feature weights. Samples mapped on with :meth:`ConAAE.load_query_data` therefore get a
+    copy of the encoder's input layer (started at it, then trained) and the samples of the
+    first training share the encoder's own. Codes ``n_shared`` to ``n_reference - 1`` are
+    samples mapped on by an earlier mapping (kept, like the reference, in ``reference``);
+    codes from ``n_reference`` on are those of the current one (``query``, the layers that
+    train), so a model mapped onto again keeps the two apart as :class:`SampleShifts` does.
+
+    Parameters
+    ----------
+    n_in, width
+        Input and output width of the layer.
+    n_shared
+        Samples that use the encoder's input layer.
+    n_reference
+        Samples of the model mapped onto (``n_shared`` of them share the layer).
+    n_query
+        Samples of the current mapping.
+    """
+
+    def __init__(self, n_in: int, width: int, n_shared: int, n_reference: int, n_query: int):
+        super().__init__()
+        self.n_shared, self.n_reference = n_shared, n_reference
+        self.reference = _layer_stack(n_reference - n_shared, n_in, width)
+        self.query = _layer_stack(n_query, n_in, width)
+
+    def layer(self, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of the input layer of sample code ``sample`` (>= ``n_shared``)."""
+        if sample < self.n_reference:
+            stack, row = self.reference, sample - self.n_shared
+        else:
+            stack, row = self.query, sample - self.n_reference
+        return stack["weight"][row], stack["bias"][row]
+
+    def start(self, first: nn.Linear) -> None:
+        """Start the current mapping's layers at the encoder's input layer ``first``."""
+        with torch.no_grad():
+            self.query["weight"].copy_(first.weight.expand_as(self.query["weight"]))
+            self.query["bias"].copy_(first.bias.expand_as(self.query["bias"]))
+
+
+def _layer_stack(n: int, n_in: int, width: int) -> nn.ParameterDict:
+    return nn.ParameterDict(
+        {
+            "weight": nn.Parameter(torch.zeros(n, width, n_in)),
+            "bias": nn.Parameter(torch.zeros(n, width)),
+        }
+    )
+
+
 def run_network(
     network: nn.Sequential,
     x: torch.Tensor,

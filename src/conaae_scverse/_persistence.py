@@ -75,6 +75,7 @@ def model_settings(model: ConAAE) -> dict[str, Any]:
         "label_categories": model.label_categories_,
         "batch_categories": model.batch_categories_,
         "n_reference_batches": {m: model.module.n_batches[m][0] for m in MODALITIES},
+        "n_shared_input_batches": dict(model.module.n_shared_input),
         "log1p": model.log1p_,
         "n_components": model.n_components_,
         "var_names": {m: model.modalities_[m].var_names.tolist() for m in MODALITIES},
@@ -217,6 +218,20 @@ def _check_settings(settings: Any, path: Path) -> None:
         )
     ):
         raise _fail(path, "'n_reference_batches' must map 'rna' and 'atac' to sample counts")
+    # In models saved before samples mapped on had input layers of their own, all share one.
+    n_samples = {m: max(1, len(samples[m])) for m in samples}
+    n_shared = settings.get("n_shared_input_batches", n_samples)
+    if (
+        not isinstance(n_shared, dict)
+        or sorted(n_shared) != sorted(MODALITIES)
+        or not all(
+            isinstance(k, int)
+            and not isinstance(k, bool)
+            and (1 <= k <= n_reference[m] or k == n_samples[m])
+            for m, k in n_shared.items()
+        )
+    ):
+        raise _fail(path, "'n_shared_input_batches' must map 'rna' and 'atac' to sample counts")
     log1p, var_names = settings["log1p"], settings["var_names"]
     if (
         not isinstance(log1p, dict)
