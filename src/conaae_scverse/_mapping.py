@@ -108,7 +108,7 @@ class MappingMixin:
             extended[mod] = known.get(mod, []) + new
         # Samples trained with the reference share its encoders' input layers; those mapped
         # on (now or before) have their own.
-        n_shared = settings.get("n_shared_input_batches", n_reference)
+        n_shared = _persistence.shared_input_batches(settings)
         settings.update(
             batch_categories=extended,
             n_reference_batches=n_reference,

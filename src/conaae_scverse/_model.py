@@ -247,15 +247,8 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         n_reference = {
             mod: int(saved_reference.get(mod, max(1, len(samples[mod])))) for mod in MODALITIES
         }
-        # Samples sharing the encoders' input layers (models saved before mapped-on samples
-        # had their own: all of them).
-        saved_shared = {} if registry is None else registry.get("n_shared_input_batches", {})
-        n_shared = {
-            mod: int(saved_shared.get(mod, max(1, len(samples[mod]))))
-            if registry is not None
-            else n_reference[mod]
-            for mod in MODALITIES
-        }
+        # Samples sharing the encoders' input layers: in a new model, all of them.
+        n_shared = n_reference if registry is None else _persistence.shared_input_batches(registry)
         self.log1p_ = log1p
         self.n_components_ = n_components
 

@@ -63,6 +63,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(msg)
 
 
+def shared_input_batches(settings: dict[str, Any]) -> dict[str, int]:
+    """Return the samples per modality sharing the encoder's input layer in saved settings.
+
+    Models saved before mapped-on samples had input layers of their own share it among all.
+    """
+    samples = settings.get("batch_categories", {})
+    default = {m: max(1, len(samples.get(m, []))) for m in MODALITIES}
+    return settings.get("n_shared_input_batches", default)
+
+
 def model_settings(model: ConAAE) -> dict[str, Any]:
     from . import __version__
 
@@ -218,9 +228,8 @@ def _check_settings(settings: Any, path: Path) -> None:
         )
     ):
         raise _fail(path, "'n_reference_batches' must map 'rna' and 'atac' to sample counts")
-    # In models saved before samples mapped on had input layers of their own, all share one.
     n_samples = {m: max(1, len(samples[m])) for m in samples}
-    n_shared = settings.get("n_shared_input_batches", n_samples)
+    n_shared = shared_input_batches(settings)
     if (
         not isinstance(n_shared, dict)
         or sorted(n_shared) != sorted(MODALITIES)
