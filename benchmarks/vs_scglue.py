@@ -112,7 +112,36 @@ def run_conaae(seed: int, args, *, links: bool) -> dict:
     z_rna = model.get_latent_representation(modality="rna")
     z_atac = model.get_latent_representation(modality="atac")
     seconds = time.perf_counter() - start
-    return _score(mdata, z_rna, z_atac, predicted, truth, seconds)
+    result = _score(mdata, z_rna, z_atac, predicted, truth, seconds)
+    return {**result, **_pseudo_label_report(model, predicted, truth)}
+
+
+def _pseudo_label_report(model, predicted, truth) -> dict:
+    """How the ATAC predictions relate to the prior's pseudo-labels (what bounds accuracy).
+
+    The cells whose prior probability reaches ``prior_confidence`` train as if labelled;
+    reported: their share and accuracy, the model's accuracy on them and on the other
+    cells, and the share of wrong pseudo-labels that the model's prediction keeps.
+    """
+    prior = model.label_prior_
+    if prior is None:
+        return {}
+    threshold = model.hyperparameters_.prior_confidence
+    pseudo = np.asarray(model.label_categories_)[prior.probabilities.argmax(axis=1)]
+    confident = prior.confidence >= threshold
+    predicted, truth = np.asarray(predicted, dtype=str), np.asarray(truth, dtype=str)
+    wrong = confident & (pseudo != truth)
+
+    def share(mask: np.ndarray, hits: np.ndarray) -> float | None:
+        return float(np.mean(hits[mask])) if mask.any() else None
+
+    return {
+        "pseudo_share": float(np.mean(confident)),
+        "pseudo_accuracy": share(confident, pseudo == truth),
+        "accuracy_pseudo_labelled": share(confident, predicted == truth),
+        "accuracy_rest": share(~confident, predicted == truth),
+        "wrong_pseudo_kept": share(wrong, predicted == pseudo),
+    }
 
 
 def _lsi(counts, n_components: int, seed: int) -> np.ndarray:
@@ -258,6 +287,7 @@ def publish(results: list[dict], args, *, combined: list[str] | None = None) -> 
         ],
         rows,
     )
+    table += _bound_table(results)
     if args.dataset == "bmmc":
         data = "BMMC multiome starter, all 500 cells"
         ceiling = " ATAC alone predicts 32 % of these labels (label_ceiling.py, held-out donor)."
@@ -297,6 +327,48 @@ def publish(results: list[dict], args, *, combined: list[str] | None = None) -> 
     title = "Con-AAE beside scGLUE (benchmarks/vs_scglue.py)"
     name = "vs_scglue" if args.dataset == "bmmc" else f"vs_scglue_{args.dataset}"
     common.publish(args, name, title, note, table, {"results": results})
+
+
+def _bound_table(results: list[dict]) -> str:
+    """Con-AAE rows: accuracy on the cells with a pseudo-label and on the rest."""
+    runs = sorted(
+        (r for r in results if "pseudo_share" in r), key=lambda r: (r["method"], r["seed"])
+    )
+    if not runs:
+        return ""
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    rows = [
+        [
+            METHODS[r["method"]],
+            str(r["seed"]),
+            f"{r['pseudo_share']:.2f}",
+            fmt(r["pseudo_accuracy"]),
+            fmt(r["accuracy_pseudo_labelled"]),
+            fmt(r["accuracy_rest"]),
+            fmt(r["wrong_pseudo_kept"]),
+            fmt(r["accuracy"]),
+        ]
+        for r in runs
+    ]
+    header = [
+        "method",
+        "seed",
+        "share of ATAC cells with a pseudo-label",
+        "pseudo-label accuracy",
+        "model accuracy on them",
+        "model accuracy on the rest",
+        "wrong pseudo-labels kept",
+        "model accuracy, all",
+    ]
+    intro = (
+        "\n\nCon-AAE's pseudo-labels: the ATAC cells whose prior probability reaches "
+        "`prior_confidence` train as if labelled; how far the model's predictions follow "
+        "them, right or wrong (`ConAAE.label_prior_`).\n\n"
+    )
+    return intro + common.markdown_table(header, rows)
 
 
 def combine(args) -> int:
