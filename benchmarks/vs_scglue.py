@@ -23,6 +23,8 @@ job. Both methods get the same cells, the same split and the same metrics:
   prior and its anchors), default model and training, ``predict`` for the ATAC labels;
 - scored: ATAC label accuracy, FOSCTTM on the true pairs (evaluation only; chance 0.5),
   wall time of set-up + training + embedding, and peak memory of the process (RSS).
+  For Con-AAE, a second table: the share and accuracy of the prior's pseudo-labels, the
+  model's accuracy on those cells and on the rest, and how many wrong pseudo-labels it keeps.
 
 Each run (method and seed) is its own process with ``--threads`` torch threads (one), run one
 after the other (``--jobs 1``, the default) so that times compare. scGLUE is not a
