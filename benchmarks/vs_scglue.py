@@ -128,9 +128,10 @@ def _pseudo_label_report(model, predicted, truth) -> dict:
     prior = model.label_prior_
     if prior is None:
         return {}
-    threshold = model.hyperparameters_.prior_confidence
+    # The same rule that gave the pseudo-labels in training.
+    codes = prior.pseudo_labels(model.hyperparameters_.prior_confidence)
+    confident = codes >= 0
     pseudo = np.asarray(model.label_categories_)[prior.probabilities.argmax(axis=1)]
-    confident = prior.confidence >= threshold
     predicted, truth = np.asarray(predicted, dtype=str), np.asarray(truth, dtype=str)
     wrong = confident & (pseudo != truth)
 
@@ -338,20 +339,21 @@ def _bound_table(results: list[dict]) -> str:
     )
     if not runs:
         return ""
-
-    def fmt(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
-
     rows = [
         [
             METHODS[r["method"]],
             str(r["seed"]),
             f"{r['pseudo_share']:.2f}",
-            fmt(r["pseudo_accuracy"]),
-            fmt(r["accuracy_pseudo_labelled"]),
-            fmt(r["accuracy_rest"]),
-            fmt(r["wrong_pseudo_kept"]),
-            fmt(r["accuracy"]),
+            *(
+                common.fmt(r[key])
+                for key in (
+                    "pseudo_accuracy",
+                    "accuracy_pseudo_labelled",
+                    "accuracy_rest",
+                    "wrong_pseudo_kept",
+                    "accuracy",
+                )
+            ),
         ]
         for r in runs
     ]
