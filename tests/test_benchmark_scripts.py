@@ -138,10 +138,18 @@ def test_quick_mode_writes_table_and_json(tmp_path, script, stem, needs_data):
 @pytest.mark.slow
 def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
     proc = _run_quick(
-        "vs_scglue.py", tmp_path, "--dataset", "simulated", "--methods", "conaae", "conaae_links"
+        "vs_scglue.py",
+        tmp_path,
+        "--dataset",
+        "simulated",
+        "--methods",
+        "conaae",
+        "conaae_links",
+        "conaae_links_release",
     )
     md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
     assert "simulate_wide(300" in md and "peak-gene links (prior, anchors, consistency)" in md
+    assert "pseudo-labels for the first half of training" in md
     assert "seed 0: accuracy" in proc.stdout
 
 

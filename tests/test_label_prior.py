@@ -191,6 +191,28 @@ def test_prior_arguments_are_checked(make_mudata):
         ConAAE(mdata, label_prior="geometry")
     with pytest.raises(ValueError, match=r"prior_confidence must be a number in \[0, 1\]"):
         ConAAE(mdata, prior_confidence=1.5)
+    for share in (0, 1.5, "half"):
+        with pytest.raises(ValueError, match=r"pseudo_label_epochs must be a number in \(0, 1\]"):
+            ConAAE(mdata, pseudo_label_epochs=share)
+
+
+def test_pseudo_labels_are_released_after_their_share_of_each_training(make_mudata):
+    mdata, links, _ = _linked_mudata()
+    ConAAE.setup_mudata(mdata, labels_key="cell_type", gene_links=links)
+    model = ConAAE(mdata, n_latent=4, n_hidden=(8,), pseudo_label_epochs=0.25)
+    release = model._pseudo_label_release(max_epochs=20)
+    assert release.modality == "atac" and release.last_epoch == 5
+    pseudo = model.modalities_["atac"].labels >= 0
+    assert pseudo.any()
+    np.testing.assert_array_equal(release.cells.numpy(), pseudo)
+    assert model._pseudo_label_release(max_epochs=1).last_epoch == 1  # never zero epochs
+    model.train(max_epochs=2, batch_size=64, accelerator="cpu", enable_progress_bar=False)
+    assert len(model.history_["train_loss"]) == 2  # released at epoch 1 of 2, within Lightning
+    whole = ConAAE(mdata, n_latent=4, n_hidden=(8,))  # the default keeps them throughout
+    assert whole._pseudo_label_release(max_epochs=20) is None
+    labelled = make_mudata(labels="both")
+    ConAAE.setup_mudata(labelled, labels_key="cell_type")
+    assert ConAAE(labelled, n_latent=4, n_hidden=(8,))._pseudo_label_release(20) is None
 
 
 def test_gene_links_are_validated():

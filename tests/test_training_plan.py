@@ -97,3 +97,24 @@ def test_train_applies_the_schedule(paired_mdata, schedule, final_factor):
         assert model.trainer.lr_scheduler_configs[0].scheduler.last_epoch == steps
     else:
         assert last_lr == pytest.approx(final_factor * 1e-2)
+
+
+def test_pseudo_labels_train_until_their_last_epoch_then_are_dropped(monkeypatch):
+    from conaae_scverse._constants import REGISTRY_KEYS
+    from conaae_scverse._training_plan import PseudoLabelRelease
+
+    module = ConAAEModule(4, 3, hidden_rna=[5], hidden_atac=[5], n_latent=2, n_labels=2)
+    release = PseudoLabelRelease("atac", torch.tensor([True, False, True, False]), 3)
+    plan = ConAAETrainingPlan(module, pseudo_labels=release)
+    epoch = {"now": 0}
+    monkeypatch.setattr(ConAAETrainingPlan, "current_epoch", property(lambda _: epoch["now"]))
+    # Rows 2, 1 and 0 of the modality: 2 and 0 carry pseudo-labels, 1 a label of its own.
+    minibatch = {
+        REGISTRY_KEYS.LABELS_KEY: torch.tensor([[1.0], [0.0], [0.0]]),
+        REGISTRY_KEYS.INDICES_KEY: torch.tensor([[2.0], [1.0], [0.0]]),
+    }
+    for now, expected in ((0, [1.0, 0.0, 0.0]), (2, [1.0, 0.0, 0.0]), (3, [-1.0, 0.0, -1.0])):
+        epoch["now"] = now
+        assert plan._labels(minibatch, "atac").reshape(-1).tolist() == expected
+        # The other modality's labels are never touched.
+        assert plan._labels(minibatch, "rna").reshape(-1).tolist() == [1.0, 0.0, 0.0]

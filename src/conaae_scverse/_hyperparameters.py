@@ -46,6 +46,7 @@ class Hyperparameters:
     n_input_components: int | str = "auto"
     label_prior: str = "auto"
     prior_confidence: float = 0.8
+    pseudo_label_epochs: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -141,6 +142,10 @@ class Hyperparameters:
         confidence = self.prior_confidence
         if not is_number(confidence) or not 0 <= confidence <= 1:
             msg = f"prior_confidence must be a number in [0, 1], got {confidence!r}."
+            raise ValueError(msg)
+        share = self.pseudo_label_epochs
+        if not is_number(share) or not 0 < share <= 1:
+            msg = f"pseudo_label_epochs must be a number in (0, 1], got {share!r}."
             raise ValueError(msg)
         components = self.n_input_components
         if components != "auto" and (not is_int(components) or components < 0):

@@ -20,7 +20,7 @@ from ._constants import MODALITIES
 from ._data import ModalityData, build_modality, is_backed_sparse
 from ._data_module import ConAAEDataModule, split_cells
 from ._inference import map_rows
-from ._training_plan import ConAAETrainingPlan, EpochSnapshot
+from ._training_plan import ConAAETrainingPlan, EpochSnapshot, PseudoLabelRelease
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ class TrainingMixin:
         plan_args = set(inspect.signature(ConAAETrainingPlan).parameters) - {
             "module",
             "link_targets",
+            "pseudo_labels",
         }
         for key in plan_kwargs:
             if key in ("lr", "n_epochs_warmup"):
@@ -228,6 +229,7 @@ class TrainingMixin:
             lr=lr,
             n_epochs_warmup=n_epochs_warmup,
             link_targets=self.link_targets_,
+            pseudo_labels=self._pseudo_label_release(max_epochs),
             **plan_kwargs,
         )
         self.module.train()
@@ -255,6 +257,18 @@ class TrainingMixin:
         self.n_train_calls_ += 1
         self.is_trained_ = True
         self.trainer = trainer
+
+    def _pseudo_label_release(self, max_epochs: int) -> PseudoLabelRelease | None:
+        """Which cells train with a pseudo-label, and until which epoch of this call."""
+        if self.label_prior_ is None or self.hyperparameters_.pseudo_label_epochs >= 1:
+            return None
+        params = self.hyperparameters_
+        codes = self.label_prior_.pseudo_labels(params.prior_confidence)
+        return PseudoLabelRelease(
+            modality=self.prior_modality_,
+            cells=torch.as_tensor(codes >= 0),
+            last_epoch=max(1, round(params.pseudo_label_epochs * max_epochs)),
+        )
 
     def _network_inputs(self) -> dict[str, ModalityData]:
         """Return the modalities as the networks read them, computed once per model.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,6 +22,25 @@ class NonFiniteLossError(FloatingPointError):
 
 
 LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class PseudoLabelRelease:
+    """Cells that train with a label prior's pseudo-label, and for how long.
+
+    Attributes
+    ----------
+    modality
+        The modality the prior is about (``"rna"`` or ``"atac"``).
+    cells
+        Boolean mask over that modality's cells: those with a pseudo-label.
+    last_epoch
+        From this epoch (counted from 0 in each ``train`` call) they train unlabelled.
+    """
+
+    modality: str
+    cells: torch.Tensor
+    last_epoch: int
 
 
 class ConAAETrainingPlan(TrainingPlan):
@@ -52,6 +72,12 @@ class ConAAETrainingPlan(TrainingPlan):
         ``max_epochs`` of the Trainer, step by step; ``"constant"`` keeps them fixed (the
         paper's recipe). The decay lets 500 steps reach what 1,000 steps at a constant rate
         did (``benchmarks/sweep.py``).
+    link_targets
+        Gene activity targets of the ATAC cells (link consistency), or ``None``.
+    pseudo_labels
+        The cells whose labels are a prior's pseudo-labels, dropped from their
+        ``last_epoch`` on (``pseudo_label_epochs`` of :class:`~conaae_scverse.ConAAE`), or
+        ``None`` to train with the labels as registered throughout.
     """
 
     def __init__(
@@ -67,6 +93,7 @@ class ConAAETrainingPlan(TrainingPlan):
         n_epochs_warmup: int = 0,
         lr_schedule: str = "cosine",
         link_targets: LinkTargets | None = None,
+        pseudo_labels: PseudoLabelRelease | None = None,
     ):
         if lr_schedule not in LR_SCHEDULES:
             msg = f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}."
@@ -85,6 +112,7 @@ class ConAAETrainingPlan(TrainingPlan):
             self.link_lookup = LinkLookup(
                 link_targets, module.rna_components if projected else None
             )
+        self.pseudo_labels = pseudo_labels
         self._autoencoder_steps = 0
         self._epoch_sums: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
@@ -120,6 +148,16 @@ class ConAAETrainingPlan(TrainingPlan):
         # Stepped once per training step (manual optimisation): step k runs at base * f(k).
         return optimizers, [LambdaLR(optimizer, half_cosine) for optimizer in optimizers]
 
+    def _labels(self, minibatch: dict[str, torch.Tensor], mod: str) -> torch.Tensor:
+        """Label codes of a minibatch; pseudo-labels as -1 once they are released."""
+        labels = minibatch[REGISTRY_KEYS.LABELS_KEY]
+        release = self.pseudo_labels
+        if release is None or release.modality != mod or self.current_epoch < release.last_epoch:
+            return labels
+        rows = minibatch[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long().cpu()
+        dropped = release.cells[rows].to(labels.device).reshape(labels.shape)
+        return torch.where(dropped, torch.full_like(labels, -1), labels)
+
     def _terms(self, batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         rna, atac = batch[0], batch[1]
         anchor = batch[2] if len(batch) > 2 else None
@@ -131,8 +169,8 @@ class ConAAETrainingPlan(TrainingPlan):
         return self.module.loss(
             rna[REGISTRY_KEYS.X_KEY],
             atac[REGISTRY_KEYS.X_KEY],
-            rna[REGISTRY_KEYS.LABELS_KEY],
-            atac[REGISTRY_KEYS.LABELS_KEY],
+            self._labels(rna, "rna"),
+            self._labels(atac, "atac"),
             None if anchor is None else anchor["rna"],
             None if anchor is None else anchor["atac"],
             batch_rna=rna[REGISTRY_KEYS.BATCH_KEY],
