@@ -26,19 +26,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 
-def cross_validated_accuracy(matrix, labels: np.ndarray, *, folds: int, seed: int) -> float:
-    """Mean accuracy of logistic regression over stratified folds."""
+def _classifier_and_values(matrix):
+    """The classifier (standardised features, logistic regression) and its input values."""
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     values = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
     values = np.log1p(np.clip(values, 0, None)) if values.min() >= 0 else values
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    return model, values
+
+
+def cross_validated_accuracy(matrix, labels: np.ndarray, *, folds: int, seed: int) -> float:
+    """Mean accuracy of logistic regression over stratified folds."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    model, values = _classifier_and_values(matrix)
     splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return float(cross_val_score(model, values, labels, cv=splits).mean())
+
+
+def cross_validated_labels(matrix, labels: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
+    """Each cell's label as predicted by the classifier of the fold that left it out."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    model, values = _classifier_and_values(matrix)
+    splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return cross_val_predict(model, values, labels, cv=splits)
 
 
 def _ceiling(task: tuple[str, int, argparse.Namespace]) -> list[dict]:
