@@ -121,8 +121,8 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         pseudo-labels train as labels, in (0, 1]; for the rest of the call the unlabelled
         modality trains without them. ``1`` (default) keeps them for the whole call. Releasing
         them half-way (0.5) changed ATAC label accuracy by less than a point on the
-        benchmarks (``benchmarks/vs_scglue.py --pseudo-label-epochs 0.5``): the cells stay
-        where the pseudo-labels put them.
+        scGLUE benchmarks (``benchmarks/vs_scglue.py --methods conaae_links
+        conaae_links_release``): the cells stay where the pseudo-labels put them.
     seed
         Seed of the weight initialisation and, unless overridden, of training.
 
