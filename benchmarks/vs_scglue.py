@@ -73,6 +73,12 @@ METHODS = {
 }
 #: Run unless --methods says otherwise (the release variant is a diagnostic).
 DEFAULT_METHODS = ("conaae", "conaae_links", "scglue")
+#: Con-AAE settings of each Con-AAE method: peak-gene links, and ``pseudo_label_epochs``.
+CONAAE_SETTINGS = {
+    "conaae": (False, 1.0),
+    "conaae_links": (True, 1.0),
+    "conaae_links_release": (True, 0.5),
+}
 LABEL_KEY = "cell_type"
 
 
@@ -258,12 +264,8 @@ def one(args) -> int:
     if method == "scglue":
         result = run_scglue(seed, args)
     else:
-        result = run_conaae(
-            seed,
-            args,
-            links=method.startswith("conaae_links"),
-            pseudo_label_epochs=0.5 if method == "conaae_links_release" else 1.0,
-        )
+        links, pseudo_label_epochs = CONAAE_SETTINGS[method]
+        result = run_conaae(seed, args, links=links, pseudo_label_epochs=pseudo_label_epochs)
     print("RESULT " + json.dumps({"method": method, "seed": seed, **result}))
     return 0
 

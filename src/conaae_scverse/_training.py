@@ -260,14 +260,15 @@ class TrainingMixin:
 
     def _pseudo_label_release(self, max_epochs: int) -> PseudoLabelRelease | None:
         """Which cells train with a pseudo-label, and until which epoch of this call."""
-        if self.label_prior_ is None or self.hyperparameters_.pseudo_label_epochs >= 1:
+        share = self.hyperparameters_.pseudo_label_epochs
+        if self.label_prior_ is None or share >= 1:
             return None
-        params = self.hyperparameters_
-        codes = self.label_prior_.pseudo_labels(params.prior_confidence)
+        # The prior's modality had no label at all: every label it trains with is a pseudo-label.
+        labels = self.modalities_[self.prior_modality_].labels
         return PseudoLabelRelease(
             modality=self.prior_modality_,
-            cells=torch.as_tensor(codes >= 0),
-            last_epoch=max(1, round(params.pseudo_label_epochs * max_epochs)),
+            cells=torch.as_tensor(labels >= 0),
+            last_epoch=max(1, round(share * max_epochs)),
         )
 
     def _network_inputs(self) -> dict[str, ModalityData]:
