@@ -19,6 +19,14 @@ job. Both methods get the same cells, the same split and the same metrics:
   ``ca.pp.link_peaks_to_genes``), negative binomial likelihoods, ``fit_SCGLUE``, then
   ``encode_data``; ATAC labels by a 15-nearest-neighbour vote of the RNA cells in its
   embedding (as ``scglue``'s label transfer does);
+- DIAGVI (``scvi.external.DIAGVI``, scvi-tools >= 1.4.3; GLUE-inspired, built for RNA +
+  spatial or protein data) as its docstring sets it up: raw counts, negative binomial
+  likelihoods for both modalities, RNA labels (its semi-supervised classifier), a guidance
+  graph of the same gene-peak overlaps (both directions, self-loops), default model and
+  training (its early stopping included), ``get_latent_representation`` and
+  ``predict_celltype`` for the ATAC labels. It needs ``torch_geometric`` and ``geomloss``
+  (in the ``benchmark`` extra on Python >= 3.12; scvi-tools 1.4.2, the newest for Python 3.11,
+  has no DIAGVI);
 - Con-AAE as a user runs it: ``ConAAE.setup_mudata`` (with ``gene_links`` for the links
   prior and its anchors), default model and training, ``predict`` for the ATAC labels;
 - scored: ATAC label accuracy, FOSCTTM on the true pairs (evaluation only; chance 0.5),
@@ -32,7 +40,8 @@ job. Both methods get the same cells, the same split and the same metrics:
 Each run (method and seed) is its own process with ``--threads`` torch threads (one), run one
 after the other (``--jobs 1``, the default) so that times compare. scGLUE is not a
 dependency: install it into the benchmark environment with ``pip install scglue`` (it needs
-Python <= 3.11 here).
+Python <= 3.11 here). A peer that cannot run in the environment gets a row saying why; rows
+from separate environments join with ``--combine``.
 
 Examples
 --------
@@ -70,9 +79,10 @@ METHODS = {
     "conaae_links": "Con-AAE, peak-gene links (prior, anchors, consistency)",
     "conaae_links_release": "Con-AAE, links, pseudo-labels for the first half of training",
     "scglue": "scGLUE",
+    "diagvi": "DIAGVI (scvi-tools)",
 }
 #: Run unless --methods says otherwise (the release variant is a diagnostic).
-DEFAULT_METHODS = ("conaae", "conaae_links", "scglue")
+DEFAULT_METHODS = ("conaae", "conaae_links", "scglue", "diagvi")
 #: Con-AAE settings of each Con-AAE method: peak-gene links, and ``pseudo_label_epochs``.
 CONAAE_SETTINGS = {
     "conaae": (False, 1.0),
@@ -243,6 +253,59 @@ def run_scglue(seed: int, args) -> dict:
     return _score(mdata, z_rna, z_atac, predicted, truth, seconds)
 
 
+def _guidance_graph(links, rna_names, n_atac: int):
+    """DIAGVI's guidance graph: gene <-> peak edges of the links, both ways, and self-loops.
+
+    Built directly rather than with ``DIAGVI.construct_custom_guidance_graph``, whose node
+    features are a dense identity matrix (features squared: 12 GB for 55k features).
+    """
+    import torch
+    from torch_geometric.data import Data
+
+    n_rna = len(rna_names)
+    coo = links.X.tocoo()
+    gene_rows = rna_names.get_indexer(links.var_names[coo.col])
+    known = gene_rows >= 0
+    genes, peaks = gene_rows[known], n_rna + coo.row[known]
+    nodes = np.arange(n_rna + n_atac)
+    edges = np.vstack(
+        [np.concatenate([genes, peaks, nodes]), np.concatenate([peaks, genes, nodes])]
+    )
+    ones = torch.ones(edges.shape[1])
+    return Data(
+        edge_index=torch.as_tensor(edges, dtype=torch.long),
+        edge_weight=ones,
+        edge_sign=ones.clone(),
+        rna_indices=torch.arange(n_rna),
+        atac_indices=torch.arange(n_rna, n_rna + n_atac),
+        num_nodes=n_rna + n_atac,
+    )
+
+
+def run_diagvi(seed: int, args) -> dict:
+    import scvi
+    from scvi.external import DIAGVI
+
+    mdata, truth = _unpaired(seed, args)
+    start = time.perf_counter()
+    links = _links(mdata, args)
+    rna = mdata.mod["rna"].copy()  # every dataset gives raw counts in X
+    atac = mdata.mod["atac"].copy()
+    scvi.settings.seed = seed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # it moves to scviva-tools in 1.6
+        DIAGVI.setup_anndata(rna, labels_key=LABEL_KEY, likelihood="nb")
+        DIAGVI.setup_anndata(atac, likelihood="nb")
+        graph = _guidance_graph(links, rna.var_names, atac.n_vars)
+        model = DIAGVI({"rna": rna, "atac": atac}, guidance_graph=graph)
+    # its train() always shows a progress bar (it passes enable_progress_bar itself)
+    model.train(max_epochs=2 if args.quick else None, accelerator="cpu")
+    latent = model.get_latent_representation()
+    predicted = model.predict_celltype(labeled_modality="rna", target_modality="atac")
+    seconds = time.perf_counter() - start
+    return _score(mdata, latent["rna"], latent["atac"], predicted["predictions"], truth, seconds)
+
+
 def _score(mdata, z_rna, z_atac, predicted, truth, seconds: float) -> dict:
     peak_mib = common.peak_rss_mb()  # before scoring
     return {
@@ -251,6 +314,23 @@ def _score(mdata, z_rna, z_atac, predicted, truth, seconds: float) -> dict:
         "seconds": seconds,
         "peak_mib": peak_mib,
     }
+
+
+def _not_runnable(method: str) -> str | None:
+    """Why a peer cannot run in this environment (``None``: it can)."""
+    import importlib.util
+
+    if method == "scglue" and importlib.util.find_spec("scglue") is None:
+        return "not installed: pip install scglue"
+    if method == "diagvi":
+        import scvi
+
+        if not hasattr(scvi.external, "DIAGVI"):
+            return f"scvi-tools {scvi.__version__} has no DIAGVI (it came in 1.4.3)"
+        needed = [m for m in ("torch_geometric", "geomloss") if not importlib.util.find_spec(m)]
+        if needed:
+            return f"not installed: pip install {' '.join(needed)}"
+    return None
 
 
 def one(args) -> int:
@@ -263,6 +343,8 @@ def one(args) -> int:
     torch.set_num_threads(args.threads)
     if method == "scglue":
         result = run_scglue(seed, args)
+    elif method == "diagvi":
+        result = run_diagvi(seed, args)
     else:
         links, pseudo_label_epochs = CONAAE_SETTINGS[method]
         result = run_conaae(seed, args, links=links, pseudo_label_epochs=pseudo_label_epochs)
@@ -458,13 +540,11 @@ def main(argv: list[str] | None = None) -> int:
     missing = {}
     tasks = []
     for method in args.methods:
-        if method == "scglue":
-            try:
-                import scglue  # noqa: F401
-            except ImportError:
-                print("scGLUE is not installed (pip install scglue): its row is left out.")
-                missing[method] = {"method": method, "seed": 0, "error": "not installed"}
-                continue
+        why = _not_runnable(method)
+        if why:
+            print(f"{METHODS[method]} cannot run here ({why}): its row is left out.")
+            missing[method] = {"method": method, "seed": 0, "error": why}
+            continue
         seeds = list(common.seed_range(args))
         if method == "scglue" and args.scglue_seeds is not None:
             seeds = seeds[: args.scglue_seeds]  # its runs take ~30x as long

@@ -180,6 +180,47 @@ def test_scglue_comparison_combines_runs_of_separate_sessions(tmp_path):
     assert "combined from the runs in" in md
 
 
+def test_diagvi_guidance_graph_joins_linked_features_both_ways():
+    pytest.importorskip("torch_geometric")
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    from scipy import sparse
+
+    vs_scglue = _import("vs_scglue")
+    # 3 peaks x 2 linked genes; gene "g_other" is not an RNA feature, so its link is dropped
+    links = ad.AnnData(
+        sparse.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])),
+        obs=pd.DataFrame(index=["p0", "p1", "p2"]),
+        var=pd.DataFrame(index=["g1", "g_other"]),
+    )
+    rna_names = pd.Index(["g0", "g1"])
+    graph = vs_scglue._guidance_graph(links, rna_names, n_atac=3)
+    edges = set(map(tuple, graph.edge_index.T.tolist()))
+    nodes = range(5)  # genes 0-1, then peaks 2-4
+    assert graph.num_nodes == 5
+    assert {(1, 2), (2, 1), (1, 4), (4, 1)} | {(i, i) for i in nodes} == edges
+    assert graph.rna_indices.tolist() == [0, 1] and graph.atac_indices.tolist() == [2, 3, 4]
+    assert len(graph.edge_weight) == len(graph.edge_sign) == len(edges)
+
+
+def test_peers_that_cannot_run_say_why():
+    vs_scglue = _import("vs_scglue")
+    import importlib.util
+
+    import scvi
+
+    why = vs_scglue._not_runnable("diagvi")
+    has_dependencies = all(importlib.util.find_spec(m) for m in ("torch_geometric", "geomloss"))
+    if not hasattr(scvi.external, "DIAGVI"):
+        assert "has no DIAGVI" in why
+    elif not has_dependencies:
+        assert why.startswith("not installed: pip install")
+    else:
+        assert why is None
+    assert vs_scglue._not_runnable("conaae_links") is None
+
+
 def test_sweep_merge_pools_seeds_and_refuses_duplicates(tmp_path, capsys):
     sweep = _import("sweep")
 
