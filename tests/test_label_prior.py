@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from conaae_scverse import ConAAE
+from conaae_scverse import OUTPUT_KEYS, ConAAE
 from conaae_scverse._label_prior import (
     LabelPrior,
     canonical_embeddings,
@@ -179,6 +179,23 @@ def test_prior_is_off_when_both_modalities_are_labelled_or_asked(make_mudata):
     auto = ConAAE(mdata, n_latent=4, n_hidden=(8,))
     assert auto.label_prior_.source == "ot" and auto.prior_modality_ == "atac"
     assert auto.label_prior_.probabilities.shape == (mdata.mod["atac"].n_obs, 2)
+
+
+def test_write_results_gives_the_prior_confidence_of_the_unlabelled_modality(make_mudata):
+    mdata = make_mudata(labels="rna")
+    with pytest.warns(UserWarning, match="no labels in modality"):
+        ConAAE.setup_mudata(mdata, labels_key="cell_type")
+    model = ConAAE(mdata, n_latent=4, n_hidden=(8,))
+    model.train(max_epochs=1, batch_size=32, accelerator="cpu", enable_progress_bar=False)
+    other = mdata.copy()
+    model.write_results()
+    written = mdata.mod["atac"].obs[OUTPUT_KEYS.PRIOR_CONFIDENCE].to_numpy()
+    np.testing.assert_allclose(written, model.label_prior_.confidence, rtol=1e-6)
+    assert OUTPUT_KEYS.PRIOR_CONFIDENCE not in mdata.mod["rna"].obs
+    # Other data (even the same cells in another object) has no prior: nothing to write.
+    model.write_results(other)
+    assert OUTPUT_KEYS.PRIOR_CONFIDENCE not in other.mod["atac"].obs
+    assert OUTPUT_KEYS.LABEL in other.mod["atac"].obs
 
 
 def test_prior_arguments_are_checked(make_mudata):

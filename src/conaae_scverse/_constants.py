@@ -29,6 +29,7 @@ class _OutputKeys(NamedTuple):
     LABEL_CONFIDENCE: str = "conaae_label_confidence"
     MATCH: str = "conaae_match"
     MATCH_DISTANCE: str = "conaae_match_distance"
+    PRIOR_CONFIDENCE: str = "conaae_prior_confidence"
 
 
 class _LossKeys(NamedTuple):

@@ -244,6 +244,11 @@ class InferenceMixin:
           (classifier probability of that label), when labels were registered.
         - ``.obs["conaae_match"]``: obs_name of the matched cell of the other modality, and
           ``.obs["conaae_match_distance"]`` its latent distance.
+        - ``.obs["conaae_prior_confidence"]``, in the modality that had no labels only, when a
+          label prior was fitted (``model.label_prior_``) and ``mdata`` is the training data:
+          the prior's largest label probability, before training. A low value flags a cell
+          that the prior could not place among the reference's labels, e.g. of a type the
+          reference lacks (``benchmarks/unknown_types.py``).
 
         Parameters
         ----------
@@ -278,6 +283,11 @@ class InferenceMixin:
             adata.obs[OUTPUT_KEYS.MATCH_DISTANCE] = matches[mod][
                 OUTPUT_KEYS.MATCH_DISTANCE
             ].to_numpy()
+        if self.label_prior_ is not None and target is self.mdata:
+            # The prior was fitted on the training cells only: no value for other data.
+            adata = target.mod[self.setup_.mod_name(self.prior_modality_)]
+            confidence = self.label_prior_.confidence.astype(np.float32)
+            adata.obs[OUTPUT_KEYS.PRIOR_CONFIDENCE] = confidence
 
     def get_joint_adata(self, mdata: MuData | None = None) -> ad.AnnData:
         """One AnnData of all cells of both modalities in the shared latent space.

@@ -31,7 +31,8 @@ def conaae(
 
     Writes ``.obsm["X_conaae"]``, ``.obs["conaae_match"]``, ``.obs["conaae_match_distance"]``
     and, with labels, ``.obs["conaae_label"]`` and ``.obs["conaae_label_confidence"]`` into both
-    modalities (see :meth:`~conaae_scverse.ConAAE.write_results`).
+    modalities, and ``.obs["conaae_prior_confidence"]`` into a modality without labels whose
+    labels a prior guessed (see :meth:`~conaae_scverse.ConAAE.write_results`).
 
     Parameters
     ----------
