@@ -77,8 +77,7 @@ def run(dataset: str, seed: int, held_out: str, full, links, args: argparse.Name
     confidence = model.predict(modality="atac", soft=True).max(axis=1).to_numpy()
     novel = truth == held_out
     distance = model.match_cells()["atac"]["conaae_match_distance"].to_numpy()
-    prior = model.label_prior_
-    prior_confidence = np.ones(len(novel)) if prior is None else prior.confidence
+    prior_confidence = model.label_prior_.confidence  # ATAC has no label: a prior always runs
     labelled = model.predict(modality="atac")
     result = {
         "dataset": dataset,
