@@ -33,9 +33,12 @@ job. Both methods get the same cells, the same split and the same metrics:
   wall time of set-up + training + embedding, and peak memory of the process (RSS).
   For Con-AAE, a second table: the share and accuracy of the prior's pseudo-labels, the
   model's accuracy on those cells and on the rest, and how many wrong pseudo-labels it keeps.
-- a diagnostic, only when asked (``--methods conaae_links_release``): Con-AAE with links whose
+- diagnostics, only when asked: ``--methods conaae_links_release``, Con-AAE with links whose
   pseudo-labels train for the first half of the epochs only (``pseudo_label_epochs=0.5``), to
-  see whether the wrong ones it keeps are held by training on them to the end.
+  see whether the wrong ones it keeps are held by training on them to the end; and
+  ``--methods conaae_links_depth``, Con-AAE with links on counts scaled per cell to the
+  median total (the copy of the data given to the model; ``input_transform="log1p"``), to
+  see what sequencing depth costs Con-AAE, whose inputs are log1p counts per feature.
 
 Each run (method and seed) is its own process with ``--threads`` torch threads (one), run one
 after the other (``--jobs 1``, the default) so that times compare. scGLUE is not a
@@ -78,16 +81,19 @@ METHODS = {
     "conaae": "Con-AAE, default (OT prior)",
     "conaae_links": "Con-AAE, peak-gene links (prior, anchors, consistency)",
     "conaae_links_release": "Con-AAE, links, pseudo-labels for the first half of training",
+    "conaae_links_depth": "Con-AAE, links, counts scaled per cell to the median depth",
     "scglue": "scGLUE",
     "diagvi": "DIAGVI (scvi-tools)",
 }
-#: Run unless --methods says otherwise (the release variant is a diagnostic).
+#: Run unless --methods says otherwise (the release and depth variants are diagnostics).
 DEFAULT_METHODS = ("conaae", "conaae_links", "scglue", "diagvi")
-#: Con-AAE settings of each Con-AAE method: peak-gene links, and ``pseudo_label_epochs``.
+#: Con-AAE settings of each Con-AAE method: peak-gene links, ``pseudo_label_epochs``, and
+#: whether the counts are scaled per cell to the median total first.
 CONAAE_SETTINGS = {
-    "conaae": (False, 1.0),
-    "conaae_links": (True, 1.0),
-    "conaae_links_release": (True, 0.5),
+    "conaae": (False, 1.0, False),
+    "conaae_links": (True, 1.0, False),
+    "conaae_links_release": (True, 0.5, False),
+    "conaae_links_depth": (True, 1.0, True),
 }
 LABEL_KEY = "cell_type"
 
@@ -119,11 +125,27 @@ def _links(mdata, args):
     return pp.link_peaks_to_genes(mdata.mod["atac"], rna.var, genes=rna.var_names)
 
 
-def run_conaae(seed: int, args, *, links: bool, pseudo_label_epochs: float = 1.0) -> dict:
+def _scale_to_median_depth(mdata) -> None:
+    """Scale each modality's counts per cell to the modality's median total, in place."""
+    from scipy import sparse
+
+    for adata in mdata.mod.values():
+        counts = sparse.csr_matrix(adata.X, dtype=np.float32)
+        totals = np.asarray(counts.sum(axis=1)).ravel()
+        factors = np.median(totals[totals > 0]) / np.maximum(totals, 1e-12)
+        adata.X = sparse.csr_matrix(sparse.diags(factors.astype(np.float32)) @ counts)
+
+
+def run_conaae(
+    seed: int, args, *, links: bool, pseudo_label_epochs: float = 1.0, depth: bool = False
+) -> dict:
     from conaae_scverse import ConAAE
 
     mdata, truth = _unpaired(seed, args)
     start = time.perf_counter()
+    atac_counts = mdata.mod["atac"].X  # the ATAC-alone columns read the raw counts
+    if depth:
+        _scale_to_median_depth(mdata)
     gene_links = _links(mdata, args) if links else None
     ConAAE.setup_mudata(mdata, labels_key=LABEL_KEY, gene_links=gene_links)
     model = ConAAE(
@@ -131,6 +153,8 @@ def run_conaae(seed: int, args, *, links: bool, pseudo_label_epochs: float = 1.0
         seed=seed,
         label_prior="links" if links else "auto",
         pseudo_label_epochs=pseudo_label_epochs,
+        # Scaled counts are not integers: "auto" would take them for normalised values.
+        **({"input_transform": "log1p"} if depth else {}),
     )
     model.train(
         2 if args.quick else None,
@@ -143,7 +167,7 @@ def run_conaae(seed: int, args, *, links: bool, pseudo_label_epochs: float = 1.0
     z_atac = model.get_latent_representation(modality="atac")
     seconds = time.perf_counter() - start
     result = _score(mdata, z_rna, z_atac, predicted, truth, seconds)
-    return {**result, **_pseudo_label_report(model, predicted, truth, mdata.mod["atac"].X, seed)}
+    return {**result, **_pseudo_label_report(model, predicted, truth, atac_counts, seed)}
 
 
 def _pseudo_label_report(model, predicted, truth, atac_matrix, seed: int) -> dict:
@@ -308,11 +332,16 @@ def run_diagvi(seed: int, args) -> dict:
 
 def _score(mdata, z_rna, z_atac, predicted, truth, seconds: float) -> dict:
     peak_mib = common.peak_rss_mb()  # before scoring
+    right = np.asarray(predicted, dtype=str) == truth
     return {
-        "accuracy": float(np.mean(np.asarray(predicted, dtype=str) == truth)),
+        "accuracy": float(np.mean(right)),
         "foscttm": common.score_alignment(mdata, z_rna, z_atac)["foscttm"],
         "seconds": seconds,
         "peak_mib": peak_mib,
+        "recall_per_type": {
+            label: [int(np.sum(truth == label)), float(np.mean(right[truth == label]))]
+            for label in np.unique(truth)
+        },
     }
 
 
@@ -346,8 +375,10 @@ def one(args) -> int:
     elif method == "diagvi":
         result = run_diagvi(seed, args)
     else:
-        links, pseudo_label_epochs = CONAAE_SETTINGS[method]
-        result = run_conaae(seed, args, links=links, pseudo_label_epochs=pseudo_label_epochs)
+        links, pseudo_label_epochs, depth = CONAAE_SETTINGS[method]
+        result = run_conaae(
+            seed, args, links=links, pseudo_label_epochs=pseudo_label_epochs, depth=depth
+        )
     print("RESULT " + json.dumps({"method": method, "seed": seed, **result}))
     return 0
 
@@ -370,7 +401,10 @@ def launch(task: tuple[str, int, argparse.Namespace]) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def publish(results: list[dict], args, *, combined: list[str] | None = None) -> None:
+def publish(
+    results: list[dict], args, *, combined: list[str] | None = None, cpu: str | None = None
+) -> None:
+    """Write the tables; ``combined``: the JSON files read, ``cpu``: their threads and jobs."""
     rows = []
     for method, name in METHODS.items():
         runs = sorted((r for r in results if r["method"] == method), key=lambda r: r["seed"])
@@ -400,6 +434,7 @@ def publish(results: list[dict], args, *, combined: list[str] | None = None) -> 
         ],
         rows,
     )
+    table += _recall_table(results)
     table += _bound_table(results)
     if args.dataset == "bmmc":
         data = "BMMC multiome starter, all 500 cells"
@@ -431,7 +466,7 @@ def publish(results: list[dict], args, *, combined: list[str] | None = None) -> 
     note = (
         f"{data}, unpaired (each modality in an order of its own), "
         f"RNA labelled, ATAC labels hidden; {seeds}; CPU, "
-        f"{common.threads_note(args)}{', one run at a time' if args.jobs == 1 else ''}; "
+        f"{cpu or common.threads_note(args) + (', one run at a time' if args.jobs == 1 else '')}; "
         "seconds: set-up, training and embedding; peak MiB: the run's "
         "process (RSS)."
         + ceiling
@@ -440,6 +475,43 @@ def publish(results: list[dict], args, *, combined: list[str] | None = None) -> 
     title = "Con-AAE beside scGLUE (benchmarks/vs_scglue.py)"
     name = "vs_scglue" if args.dataset == "bmmc" else f"vs_scglue_{args.dataset}"
     common.publish(args, name, title, note, table, {"results": results})
+
+
+def _recall_table(results: list[dict]) -> str:
+    """ATAC label recall of each true type, per method and seed: where accuracy is lost."""
+    runs = sorted(
+        (r for r in results if "recall_per_type" in r), key=lambda r: (r["method"], r["seed"])
+    )
+    if not runs:
+        return ""
+    seeds = sorted({r["seed"] for r in runs})
+    # Cells of each type in each seed's data (the simulation draws its types anew per seed).
+    sizes = {}
+    for r in runs:
+        for label, (n, _) in r["recall_per_type"].items():
+            sizes.setdefault(label, {})[r["seed"]] = n
+    methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
+    rows = []
+    for label in sorted(sizes, key=lambda lab: (-max(sizes[lab].values()), lab)):
+        counts = [sizes[label].get(seed) for seed in seeds]
+        same = len(set(counts)) == 1  # real data: the same cells in every seed
+        per_seed = " ".join("-" if n is None else str(n) for n in counts)
+        row = [label, str(counts[0]) if same else per_seed]
+        for method in methods:
+            recalls = [
+                f"{r['recall_per_type'][label][1]:.2f}" if label in r["recall_per_type"] else "-"
+                for r in runs
+                if r["method"] == method
+            ]
+            row.append(" ".join(recalls))
+        rows.append(row)
+    intro = (
+        "\n\nATAC label recall per true type: the share of a type's ATAC cells given its "
+        f"label, per seed ({' '.join(map(str, seeds))}); cells: the type's ATAC cells (per "
+        "seed where the seeds' data differ); largest types first. Runs made before this "
+        "table lack it and are left out here.\n\n"
+    )
+    return intro + common.markdown_table(["type", "cells", *(METHODS[m] for m in methods)], rows)
 
 
 def _bound_table(results: list[dict]) -> str:
@@ -495,11 +567,15 @@ def _bound_table(results: list[dict]) -> str:
 
 def combine(args) -> int:
     """Publish the results of earlier runs' JSON files as one table."""
-    by_run = {}
+    by_run, cpu = {}, []
     for path in args.combine:
-        for result in json.loads(Path(path).read_text())["results"]:
+        payload = json.loads(Path(path).read_text())
+        for result in payload["results"]:
             by_run[result["method"], result["seed"]] = result
-    publish(list(by_run.values()), args, combined=args.combine)
+        if "args" in payload:  # how that run shared the cores
+            run = argparse.Namespace(**{"threads": 1, "jobs": 1, **payload["args"]})
+            cpu.append(f"{common.threads_note(run)} in `{Path(path).name}`")
+    publish(list(by_run.values()), args, combined=args.combine, cpu=", ".join(cpu) or None)
     return 0
 
 

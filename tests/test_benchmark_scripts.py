@@ -146,10 +146,12 @@ def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
         "conaae",
         "conaae_links",
         "conaae_links_release",
+        "conaae_links_depth",
     )
     md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
     assert "simulate_wide(300" in md and "peak-gene links (prior, anchors, consistency)" in md
     assert "pseudo-labels for the first half of training" in md
+    assert "counts scaled per cell to the median depth" in md
     assert "seed 0: accuracy" in proc.stdout
 
 
@@ -178,6 +180,41 @@ def test_scglue_comparison_combines_runs_of_separate_sessions(tmp_path):
     assert "| Con-AAE, peak-gene links (prior, anchors, consistency) | 0 1 | 0.40 0.50 |" in md
     assert "| scGLUE | 0 | 0.80 |" in md  # the later file wins
     assert "combined from the runs in" in md
+
+
+def test_scglue_comparison_gives_the_recall_of_each_type_per_seed():
+    vs_scglue = _import("vs_scglue")
+
+    def run(method, seed, recall):
+        return {"method": method, "seed": seed, "recall_per_type": recall}
+
+    results = [
+        run("conaae_links", 0, {"T": [30, 0.9], "NK": [5, 0.2]}),
+        run("conaae_links", 1, {"T": [28, 1.0], "NK": [5, 0.0]}),
+        run("scglue", 0, {"T": [30, 0.8], "NK": [5, 0.6]}),
+        {"method": "diagvi", "seed": 0},  # a run made before the table: left out
+    ]
+    table = vs_scglue._recall_table(results)
+    assert "| T | 30 28 | 0.90 1.00 | 0.80 |" in table  # largest type first
+    assert "| NK | 5 | 0.20 0.00 | 0.60 |" in table  # the same cells in both seeds
+    assert table.index("| T |") < table.index("| NK |")
+    assert "DIAGVI" not in table
+    assert vs_scglue._recall_table([{"method": "scglue", "seed": 0}]) == ""
+
+
+def test_depth_diagnostic_scales_every_cell_to_the_median_total():
+    import anndata as ad
+    import mudata as md
+    import numpy as np
+    from scipy import sparse
+
+    vs_scglue = _import("vs_scglue")
+    counts = sparse.csr_matrix(np.array([[1.0, 1.0], [4.0, 0.0], [0.0, 9.0]]))
+    mdata = md.MuData({"rna": ad.AnnData(counts.copy()), "atac": ad.AnnData(counts.copy())})
+    vs_scglue._scale_to_median_depth(mdata)
+    for adata in mdata.mod.values():
+        np.testing.assert_allclose(np.asarray(adata.X.sum(axis=1)).ravel(), [4.0, 4.0, 4.0])
+        np.testing.assert_allclose(adata.X.toarray()[2], [0.0, 4.0])  # zeros stay zeros
 
 
 def test_diagvi_guidance_graph_joins_linked_features_both_ways():
