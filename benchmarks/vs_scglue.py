@@ -129,11 +129,12 @@ def _scale_to_median_depth(mdata) -> None:
     """Scale each modality's counts per cell to the modality's median total, in place."""
     from scipy import sparse
 
+    from conaae_scverse._cell_representation import median_total_factors
+
     for adata in mdata.mod.values():
         counts = sparse.csr_matrix(adata.X, dtype=np.float32)
-        totals = np.asarray(counts.sum(axis=1)).ravel()
-        factors = np.median(totals[totals > 0]) / np.maximum(totals, 1e-12)
-        adata.X = sparse.csr_matrix(sparse.diags(factors.astype(np.float32)) @ counts)
+        factors = median_total_factors(counts).astype(np.float32)
+        adata.X = sparse.csr_matrix(sparse.diags(factors) @ counts)
 
 
 def run_conaae(
@@ -333,14 +334,15 @@ def run_diagvi(seed: int, args) -> dict:
 def _score(mdata, z_rna, z_atac, predicted, truth, seconds: float) -> dict:
     peak_mib = common.peak_rss_mb()  # before scoring
     right = np.asarray(predicted, dtype=str) == truth
+    types = {label: truth == label for label in np.unique(truth)}
     return {
         "accuracy": float(np.mean(right)),
         "foscttm": common.score_alignment(mdata, z_rna, z_atac)["foscttm"],
         "seconds": seconds,
         "peak_mib": peak_mib,
         "recall_per_type": {
-            label: [int(np.sum(truth == label)), float(np.mean(right[truth == label]))]
-            for label in np.unique(truth)
+            label: [int(cells.sum()), float(np.mean(right[cells]))]
+            for label, cells in types.items()
         },
     }
 
@@ -573,7 +575,7 @@ def combine(args) -> int:
         for result in payload["results"]:
             by_run[result["method"], result["seed"]] = result
         if "args" in payload:  # how that run shared the cores
-            run = argparse.Namespace(**{"threads": 1, "jobs": 1, **payload["args"]})
+            run = argparse.Namespace(**payload["args"])
             cpu.append(f"{common.threads_note(run)} in `{Path(path).name}`")
     publish(list(by_run.values()), args, combined=args.combine, cpu=", ".join(cpu) or None)
     return 0

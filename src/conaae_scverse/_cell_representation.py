@@ -9,13 +9,18 @@ from scipy import sparse
 MAX_FIT_CELLS = 20_000
 
 
+def median_total_factors(matrix) -> np.ndarray:
+    """Per-cell factors that scale each cell's total to the median total (0 for empty cells)."""
+    totals = np.asarray(matrix.sum(axis=1)).ravel().astype(np.float64)
+    scale = np.median(totals[totals > 0]) if (totals > 0).any() else 1.0
+    return np.divide(scale, totals, out=np.zeros_like(totals), where=totals > 0)
+
+
 def log_normalize(matrix, *, log1p: bool) -> sparse.csr_matrix | np.ndarray:
     """Scale each cell to the median total, then log1p (counts) or leave as is."""
     if not log1p:
         return matrix.astype(np.float64) if sparse.issparse(matrix) else np.asarray(matrix, float)
-    totals = np.asarray(matrix.sum(axis=1)).ravel().astype(np.float64)
-    scale = np.median(totals[totals > 0]) if (totals > 0).any() else 1.0
-    factors = np.divide(scale, totals, out=np.zeros_like(totals), where=totals > 0)
+    factors = median_total_factors(matrix)
     if sparse.issparse(matrix):
         out = sparse.csr_matrix(sparse.diags(factors) @ matrix, dtype=np.float64)
         np.log1p(out.data, out=out.data)
