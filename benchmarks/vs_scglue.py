@@ -38,7 +38,10 @@ job. Both methods get the same cells, the same split and the same metrics:
   see whether the wrong ones it keeps are held by training on them to the end; and
   ``--methods conaae_links_depth``, Con-AAE with links on counts scaled per cell to the
   median total (the copy of the data given to the model; ``input_transform="log1p"``), to
-  see what sequencing depth costs Con-AAE, whose inputs are log1p counts per feature.
+  see what sequencing depth costs Con-AAE, whose inputs are log1p counts per feature; and
+  ``--methods conaae_links_thinning``, Con-AAE with links and the ``depth_invariance`` loss
+  (weight 10, off by default): the data unchanged, the latents of binomially thinned counts
+  pulled onto those of the full counts.
 
 Each run (method and seed) is its own process with ``--threads`` torch threads (one), run one
 after the other (``--jobs 1``, the default) so that times compare. scGLUE is not a
@@ -82,18 +85,20 @@ METHODS = {
     "conaae_links": "Con-AAE, peak-gene links (prior, anchors, consistency)",
     "conaae_links_release": "Con-AAE, links, pseudo-labels for the first half of training",
     "conaae_links_depth": "Con-AAE, links, counts scaled per cell to the median depth",
+    "conaae_links_thinning": "Con-AAE, links, depth invariance (thinned counts)",
     "scglue": "scGLUE",
     "diagvi": "DIAGVI (scvi-tools)",
 }
-#: Run unless --methods says otherwise (the release and depth variants are diagnostics).
+#: Run unless --methods says otherwise (the release, depth and thinning variants are
+#: diagnostics).
 DEFAULT_METHODS = ("conaae", "conaae_links", "scglue", "diagvi")
-#: Con-AAE settings of each Con-AAE method: peak-gene links, ``pseudo_label_epochs``, and
-#: whether the counts are scaled per cell to the median total first.
+#: Keyword arguments of :func:`run_conaae` for each Con-AAE method.
 CONAAE_SETTINGS = {
-    "conaae": (False, 1.0, False),
-    "conaae_links": (True, 1.0, False),
-    "conaae_links_release": (True, 0.5, False),
-    "conaae_links_depth": (True, 1.0, True),
+    "conaae": {"links": False},
+    "conaae_links": {"links": True},
+    "conaae_links_release": {"links": True, "pseudo_label_epochs": 0.5},
+    "conaae_links_depth": {"links": True, "depth": True},
+    "conaae_links_thinning": {"links": True, "depth_invariance": 10.0},
 }
 LABEL_KEY = "cell_type"
 
@@ -138,7 +143,13 @@ def _scale_to_median_depth(mdata) -> None:
 
 
 def run_conaae(
-    seed: int, args, *, links: bool, pseudo_label_epochs: float = 1.0, depth: bool = False
+    seed: int,
+    args,
+    *,
+    links: bool,
+    pseudo_label_epochs: float = 1.0,
+    depth: bool = False,
+    depth_invariance: float = 0.0,
 ) -> dict:
     from conaae_scverse import ConAAE
 
@@ -154,6 +165,7 @@ def run_conaae(
         seed=seed,
         label_prior="links" if links else "auto",
         pseudo_label_epochs=pseudo_label_epochs,
+        loss_weights={"depth_invariance": depth_invariance},
         # Scaled counts are not integers: "auto" would take them for normalised values.
         **({"input_transform": "log1p"} if depth else {}),
     )
@@ -377,10 +389,7 @@ def one(args) -> int:
     elif method == "diagvi":
         result = run_diagvi(seed, args)
     else:
-        links, pseudo_label_epochs, depth = CONAAE_SETTINGS[method]
-        result = run_conaae(
-            seed, args, links=links, pseudo_label_epochs=pseudo_label_epochs, depth=depth
-        )
+        result = run_conaae(seed, args, **CONAAE_SETTINGS[method])
     print("RESULT " + json.dumps({"method": method, "seed": seed, **result}))
     return 0
 

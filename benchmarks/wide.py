@@ -18,6 +18,8 @@ Configurations (``--configs``):
   (``loss_weights={"link_anchor": 0}``, the default before them): their cost and effect.
 - ``no_link_consistency``: the default without the link consistency term
   (``loss_weights={"link_consistency": 0}``, the default before it): its cost and effect.
+- ``depth_invariance``: the default with the ``depth_invariance`` loss (weight 10, off by
+  default), both modalities projected, so their thinned counts are projected once per model.
 
 Each run happens in a fresh process (peak RSS per run) and reports the time of each stage:
 ``setup`` (``setup_mudata`` + ``ConAAE(...)``: moments, projection, label prior), ``train``
@@ -59,6 +61,7 @@ CONFIGS = {
     "full_width": {"n_input_components": 0},
     "no_link_anchors": {"loss_weights": {"link_anchor": 0}},
     "no_link_consistency": {"loss_weights": {"link_consistency": 0}},
+    "depth_invariance": {"loss_weights": {"depth_invariance": 10.0}},
 }
 LABEL_KEY = "cell_type"
 

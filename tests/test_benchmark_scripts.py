@@ -147,11 +147,13 @@ def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
         "conaae_links",
         "conaae_links_release",
         "conaae_links_depth",
+        "conaae_links_thinning",
     )
     md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
     assert "simulate_wide(300" in md and "peak-gene links (prior, anchors, consistency)" in md
     assert "pseudo-labels for the first half of training" in md
     assert "counts scaled per cell to the median depth" in md
+    assert "depth invariance (thinned counts)" in md
     assert "seed 0: accuracy" in proc.stdout
 
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from conaae_scverse import LOSS_KEYS, ConAAEModule, LossWeights
-from conaae_scverse._losses import batch_hard_triplet
+from conaae_scverse._losses import batch_hard_triplet, thin_counts, thin_sparse_counts
+from conaae_scverse._module import THINNING_LOWEST_FRACTION
 
 N_GENES, N_PEAKS, N_LATENT = 7, 5, 3
 
@@ -253,6 +254,96 @@ def test_anchor_term_only_with_anchor_tensors():
     off = _module(weights=LossWeights(anchor=0.0))
     terms, _ = off.loss(x_rna, x_atac, labels_rna, labels_atac, anchor_rna, anchor_atac)
     assert LOSS_KEYS.ANCHOR not in terms
+
+
+def test_depth_invariance_is_off_by_default_and_thins_count_modalities_only():
+    assert LOSS_KEYS.DEPTH_INVARIANCE not in _module().loss(*_batch())[0]
+    weights = LossWeights(depth_invariance=3.0)
+    x_rna, x_atac, labels_rna, labels_atac = _batch()
+    module = _module(weights=weights)
+    torch.manual_seed(5)
+    terms, z = module.loss(x_rna, x_atac, labels_rna, labels_atac)
+    off, _ = _module().loss(x_rna, x_atac, labels_rna, labels_atac)
+    # The same draws by hand: each cell's counts thinned, then encoded like the full ones.
+    torch.manual_seed(5)
+    expected = 0.0
+    for mod, x in (("rna", x_rna), ("atac", x_atac)):
+        thinned = thin_counts(x, THINNING_LOWEST_FRACTION)
+        latent = module.encode(thinned, mod)
+        expected = expected + F.mse_loss(latent, z[mod].detach())
+    torch.testing.assert_close(terms[LOSS_KEYS.DEPTH_INVARIANCE], expected)
+    assert terms[LOSS_KEYS.DEPTH_INVARIANCE].item() > 0
+    torch.testing.assert_close(
+        terms[LOSS_KEYS.TOTAL] - off[LOSS_KEYS.TOTAL], 3.0 * terms[LOSS_KEYS.DEPTH_INVARIANCE]
+    )
+    # Values that are not counts are not thinned; with no modality left, no term.
+    one = _module(weights=weights, log1p_rna=False).loss(x_rna, x_atac)[0]
+    assert LOSS_KEYS.DEPTH_INVARIANCE in one
+    none = _module(weights=weights, log1p_rna=False, log1p_atac=False).loss(x_rna, x_atac)[0]
+    assert LOSS_KEYS.DEPTH_INVARIANCE not in none
+
+
+def test_depth_invariance_moves_the_thinned_latents_only():
+    module = _module(weights=LossWeights(depth_invariance=1.0))
+    x_rna, x_atac, *_ = _batch()
+    terms, z = module.loss(x_rna, x_atac)
+    full = [z["rna"], z["atac"]]
+    for latent in full:
+        latent.retain_grad()
+    terms[LOSS_KEYS.DEPTH_INVARIANCE].backward()
+    assert all(latent.grad is None or not latent.grad.any() for latent in full)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.encoders.parameters())
+
+
+def test_projected_modalities_take_their_thinned_scores_as_given():
+    module = _module(weights=LossWeights(depth_invariance=1.0), n_components_atac=3)
+    x_rna, _, labels_rna, labels_atac = _batch()
+    scores = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
+    thinned = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(5)
+    rna_only, z = module.loss(x_rna, scores, labels_rna, labels_atac)
+    torch.manual_seed(5)
+    both, _ = module.loss(x_rna, scores, labels_rna, labels_atac, thinned={"atac": thinned})
+    with torch.no_grad():
+        expected = F.mse_loss(module.encoder_net(thinned, "atac"), z["atac"])
+    torch.testing.assert_close(
+        both[LOSS_KEYS.DEPTH_INVARIANCE] - rna_only[LOSS_KEYS.DEPTH_INVARIANCE], expected
+    )
+    assert expected.item() > 0
+
+
+def test_thinned_scores_of_sparse_and_dense_counts():
+    module = _module(n_components_atac=3)
+    counts = torch.poisson(
+        torch.full((6, N_PEAKS), 4.0), generator=torch.Generator().manual_seed(3)
+    )
+    counts[2] = 0  # an empty cell stays empty
+
+    def seeded():
+        return torch.Generator().manual_seed(7)
+
+    dense = module.thinned_scores(counts, "atac", seeded())
+    expected = module.represent(thin_counts(counts, THINNING_LOWEST_FRACTION, seeded()), "atac")
+    torch.testing.assert_close(dense, expected)
+    csr = counts.to_sparse_csr()
+    thinned = thin_sparse_counts(csr, THINNING_LOWEST_FRACTION, seeded())
+    assert torch.equal(thinned.col_indices(), csr.col_indices())
+    assert bool((thinned.to_dense() <= counts).all())
+    assert thinned.to_dense()[2].sum() == 0
+    torch.testing.assert_close(
+        module.thinned_scores(csr, "atac", seeded()),
+        module.represent(thinned.to_dense(), "atac"),
+    )
+
+
+def test_thinning_keeps_a_share_of_each_cells_counts():
+    counts = torch.full((400, 50), 20.0)
+    thinned = thin_counts(counts, 0.2, torch.Generator().manual_seed(0))
+    share = thinned.sum(dim=1) / counts.sum(dim=1)
+    assert bool((thinned == thinned.round()).all())
+    assert 0.15 < share.min() < 0.3
+    assert 0.9 < share.max() <= 1.0
+    assert share.mean().item() == pytest.approx(0.6, abs=0.03)
 
 
 def test_discriminator_loss_does_not_reach_encoders():

@@ -117,6 +117,22 @@ def test_projected_model_trains_encodes_and_round_trips(make_mudata, tmp_path):
     np.testing.assert_allclose(loaded.get_latent_representation(modality="rna"), latent, atol=1e-5)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "dense"])
+def test_depth_invariance_thins_projected_counts_once_and_trains(make_mudata, fmt):
+    model = _model(make_mudata(fmt=fmt), loss_weights={"depth_invariance": 10.0})
+    thinned = model._thinned_scores()
+    assert set(thinned) == {"rna", "atac"}
+    full = model._network_inputs()["atac"].matrix
+    assert thinned["atac"].shape == full.shape
+    assert thinned is model._thinned_scores()  # computed once per model
+    # Fewer counts move the scores.
+    assert not np.allclose(thinned["atac"].numpy(), full, atol=1e-3)
+    model.train(max_epochs=2, batch_size=16, enable_progress_bar=False)
+    assert (model.history["depth_invariance_train"].to_numpy() > 0).all()
+    off = _model(make_mudata(fmt=fmt))
+    assert off._thinned_scores() == {}
+
+
 def test_models_saved_without_projection_settings_load_unprojected(make_mudata, tmp_path):
     mdata = make_mudata()
     model = _model(mdata, n_input_components=0)

@@ -45,6 +45,7 @@ class _LossKeys(NamedTuple):
     ANCHOR: str = "anchor"
     SAMPLE_MIXING: str = "sample_mixing"
     LINK_CONSISTENCY: str = "link_consistency"
+    DEPTH_INVARIANCE: str = "depth_invariance"
     DISCRIMINATOR: str = "discriminator"
     TOTAL: str = "loss"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._networks import sparse_csr
+
 
 def batch_hard_triplet(z: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Triplet loss with batch-hard mining.
@@ -177,3 +179,32 @@ def lsgan_discriminator(score_rna: torch.Tensor, score_atac: torch.Tensor) -> to
     return 0.5 * F.mse_loss(score_rna, torch.zeros_like(score_rna)) + 0.5 * F.mse_loss(
         score_atac, torch.ones_like(score_atac)
     )
+
+
+def thin_counts(
+    counts: torch.Tensor, lowest_fraction: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Binomial thinning: each cell keeps each of its counts with one probability of its own.
+
+    The probabilities are uniform between ``lowest_fraction`` and 1, so the thinned cells look
+    like the same cells sequenced less deeply (counts are rounded to integers first).
+    """
+    keep = _keep_shares(len(counts), lowest_fraction, counts, generator)
+    return torch.binomial(counts.clamp_min(0).round(), keep[:, None].expand_as(counts), generator)
+
+
+def thin_sparse_counts(
+    counts: torch.Tensor, lowest_fraction: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """:func:`thin_counts` of a ``torch.sparse_csr`` batch, same pattern (zeros kept stored)."""
+    crow = counts.crow_indices()
+    values = counts.values()
+    keep = _keep_shares(len(crow) - 1, lowest_fraction, values, generator)
+    rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
+    thinned = torch.binomial(values.clamp_min(0).round(), keep[rows], generator)
+    return sparse_csr(crow, counts.col_indices(), thinned, size=tuple(counts.shape))
+
+
+def _keep_shares(n: int, lowest_fraction: float, like: torch.Tensor, generator) -> torch.Tensor:
+    keep = torch.empty(n, device=like.device, dtype=like.dtype)
+    return keep.uniform_(lowest_fraction, 1.0, generator=generator)

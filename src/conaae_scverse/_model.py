@@ -65,15 +65,24 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
     loss_weights
         Weights of the loss terms by name (``reconstruction``, ``adversarial``, ``cycle``,
         ``contrastive``, ``classifier``, ``anchor``, ``mmd``, ``sample_mixing``,
-        ``link_anchor``, ``link_consistency``); missing names keep the paper's defaults (10,
+        ``link_anchor``, ``link_consistency``, ``depth_invariance``); missing names keep the
+        paper's defaults (10,
         10, 10, 10, 1, 0.1, 10) and, for our own terms, 1 for ``sample_mixing`` (with several
         samples in a modality, see ``batch_key`` of :meth:`setup_mudata`, cells of one label
         are pulled together across samples by a label-conditional MMD), 10 for
         ``link_anchor`` (the anchor loss on pairs that the ``"links"`` label prior infers, see
         ``label_prior``) and 10 for ``link_consistency`` (with ``gene_links``: the RNA that
         each ATAC cell's latent decodes to should correlate, gene by gene, with the cell's own
-        gene activity; it moves the ATAC latents, never the RNA decoder). A weight of 0
-        switches a term off.
+        gene activity; it moves the ATAC latents, never the RNA decoder). ``depth_invariance``
+        is off (0) by default: with a weight (e.g. 10), each modality of counts also encodes
+        its cells' counts binomially thinned to 20-100 %, and their latents are pulled onto
+        those of the full counts, so that sequencing depth cannot place a cell (a modality fed
+        as features is thinned afresh at every step; a projected one, see
+        ``n_input_components``, once per model, each cell's thinned counts projected as its
+        own counts are). It helps where the shallowest cells of the unlabelled modality would
+        otherwise gather on one population, and hurts where depth itself tells the
+        populations apart (see the README's "Sequencing depth"). A weight of 0 switches a
+        term off.
     margin
         Triplet margin alpha.
     augmentation_noise
@@ -381,6 +390,7 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         self.is_trained_ = False
         self._latent_cache = None  # (n_train_calls_, embeddings of the training data)
         self._training_data = None  # the modalities as the networks read them (see train)
+        self._thinned_training_scores = None  # projected modalities' thinned counts (train)
         self.history_: dict[str, pd.DataFrame] = {}
         self.n_train_calls_ = 0
         self.train_indices_: dict[str, np.ndarray] = {}

@@ -11,6 +11,7 @@ from torch import nn
 from . import _losses
 from ._constants import LOSS_KEYS, MODALITIES
 from ._link_consistency import axes_correlation_loss, row_correlation_loss
+from ._losses import thin_counts, thin_sparse_counts
 from ._networks import (
     LossWeights,
     SampleInputLayers,
@@ -23,6 +24,9 @@ from ._networks import (
 )
 from ._projection import CLIP, Projection
 from ._query_mapping import QueryMappingMixin
+
+#: Least share of its counts that a thinned cell keeps (``depth_invariance``).
+THINNING_LOWEST_FRACTION = 0.2
 
 
 class ConAAEModule(QueryMappingMixin, nn.Module):
@@ -338,6 +342,7 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
         anchor_batch_rna: torch.Tensor | None = None,
         anchor_batch_atac: torch.Tensor | None = None,
         link_target: dict[str, torch.Tensor] | None = None,
+        thinned: dict[str, torch.Tensor] | None = None,
         adversarial_scale: float = 1.0,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Every loss term of the autoencoder step, by name, and the latents.
@@ -358,6 +363,10 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
         link_target
             Gene activity targets of the rows of ``x_atac`` (``LinkLookup.rows``), for the
             link consistency term; ``None`` leaves it out.
+        thinned
+            For projected modalities, by name: the scores of the rows of ``x_*`` with their
+            counts thinned (:meth:`thinned_scores`), for the depth invariance term. A modality
+            fed as features is thinned here instead, at every step.
         adversarial_scale
             Multiplier of the adversarial weight (0 during the autoencoder warm-up).
 
@@ -465,8 +474,50 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
             )
             total = total + w.link_consistency * terms[LOSS_KEYS.LINK_CONSISTENCY]
 
+        views = self._thinned_views({MODALITIES.RNA: x_rna, MODALITIES.ATAC: x_atac}, thinned)
+        if views and w.depth_invariance > 0:
+            # The full-depth latents are the targets: only the thinned views move towards them.
+            terms[LOSS_KEYS.DEPTH_INVARIANCE] = sum(
+                F.mse_loss(self.encoder_net(view, mod, batch[mod]), z[mod].detach())
+                for mod, view in views.items()
+            )
+            total = total + w.depth_invariance * terms[LOSS_KEYS.DEPTH_INVARIANCE]
+
         terms[LOSS_KEYS.TOTAL] = total
         return terms, z
+
+    def is_thinnable(self, modality: str) -> bool:
+        """Whether ``modality`` holds counts, which the depth invariance term thins."""
+        return self.log1p[modality]
+
+    def _thinned_views(
+        self, raw: dict[str, torch.Tensor], thinned: dict[str, torch.Tensor] | None
+    ) -> dict[str, torch.Tensor]:
+        """Return the encoder inputs of the minibatch's cells with thinned counts, by modality.
+
+        Sequencing depth then cannot set where a cell lands: without this, the shallowest
+        cells of one modality can gather where some population of the other one lies. A
+        modality fed as features is thinned afresh at every step; a projected one, whose
+        training data are principal-axis scores, comes with scores of thinned counts.
+        """
+        views = {}
+        for mod, counts in raw.items():
+            if not self.is_thinnable(mod):
+                continue
+            if not self.is_projected(mod):
+                views[mod] = self.standardize(thin_counts(counts, THINNING_LOWEST_FRACTION), mod)
+            elif thinned is not None and mod in thinned:
+                views[mod] = thinned[mod]
+        return views
+
+    def thinned_scores(
+        self, x: torch.Tensor, modality: str, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Principal-axis scores of raw counts ``x`` (dense or sparse CSR), thinned first."""
+        if x.layout == torch.sparse_csr:
+            thinned = thin_sparse_counts(x, THINNING_LOWEST_FRACTION, generator)
+            return self.represent_sparse(thinned, modality)
+        return self.represent(thin_counts(x, THINNING_LOWEST_FRACTION, generator), modality)
 
     def _link_consistency(self, z_atac: torch.Tensor, target: dict) -> torch.Tensor:
         """How far the RNA decoded from ATAC latents is from the cells' own gene activity."""

@@ -23,6 +23,9 @@ class LossWeights:
     inferred from peak-gene links (:mod:`._link_anchors`) instead of known pairs.
     ``link_consistency`` (ours, only with peak-gene links): 1 - the correlation between the
     RNA genes an ATAC cell's latent decodes to and its gene activity (:mod:`._link_consistency`).
+    ``depth_invariance`` (ours, off by default; only on modalities of counts): the distance
+    between the latent of a cell and that of its counts binomially thinned, as if sequenced
+    less deeply (:func:`._losses.thin_counts`).
     """
 
     reconstruction: float = 10.0
@@ -35,6 +38,7 @@ class LossWeights:
     sample_mixing: float = 1.0
     link_anchor: float = 10.0
     link_consistency: float = 10.0
+    depth_invariance: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict form."""

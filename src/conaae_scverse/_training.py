@@ -147,6 +147,7 @@ class TrainingMixin:
             "module",
             "link_targets",
             "pseudo_labels",
+            "thinned_scores",
         }
         for key in plan_kwargs:
             if key in ("lr", "n_epochs_warmup"):
@@ -230,6 +231,7 @@ class TrainingMixin:
             n_epochs_warmup=n_epochs_warmup,
             link_targets=self.link_targets_,
             pseudo_labels=self._pseudo_label_release(max_epochs),
+            thinned_scores=self._thinned_scores(),
             **plan_kwargs,
         )
         self.module.train()
@@ -309,6 +311,40 @@ class TrainingMixin:
                 )
             self._training_data = data
         return self._training_data
+
+    def _thinned_scores(self) -> dict[str, torch.Tensor]:
+        """Scores of thinned counts of each projected modality of counts, once per model.
+
+        Only with the ``depth_invariance`` loss: a projected modality trains from its
+        principal-axis scores, so its cells' counts are thinned (one draw per cell) and
+        projected here, as its scores were (:meth:`_network_inputs`).
+        """
+        if self.module.weights.depth_invariance <= 0:
+            return {}
+        if getattr(self, "_thinned_training_scores", None) is None:
+            device = next(self.module.parameters()).device
+            generator = torch.Generator(device=device).manual_seed(self.hyperparameters_.seed)
+
+            def thinned(x, mod):
+                return self.module.thinned_scores(x, mod, generator)
+
+            self._thinned_training_scores = {
+                mod: torch.from_numpy(
+                    map_rows(
+                        self.module,
+                        self.modalities_[mod].matrix,
+                        mod,
+                        dense=thinned,
+                        sparse_csr_rows=thinned,
+                        width=self.module.n_components[mod],
+                        batch_size=4096,
+                        description=f"Projecting thinned {mod.upper()} cells",
+                    )
+                )
+                for mod in MODALITIES
+                if self.module.is_projected(mod) and self.module.is_thinnable(mod)
+            }
+        return self._thinned_training_scores
 
     def _recover(self, trainer, snapshot: EpochSnapshot) -> None:
         """After a failed ``fit``: weights and history of the last completed epoch."""

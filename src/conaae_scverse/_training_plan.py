@@ -78,6 +78,9 @@ class ConAAETrainingPlan(TrainingPlan):
         The cells whose labels are a prior's pseudo-labels, dropped from their
         ``last_epoch`` on (``pseudo_label_epochs`` of :class:`~conaae_scverse.ConAAE`), or
         ``None`` to train with the labels as registered throughout.
+    thinned_scores
+        Projected modalities, by name: the principal-axis scores of every cell's thinned
+        counts (:meth:`ConAAEModule.thinned_scores`), for the depth invariance term.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class ConAAETrainingPlan(TrainingPlan):
         lr_schedule: str = "cosine",
         link_targets: LinkTargets | None = None,
         pseudo_labels: PseudoLabelRelease | None = None,
+        thinned_scores: dict[str, torch.Tensor] | None = None,
     ):
         if lr_schedule not in LR_SCHEDULES:
             msg = f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}."
@@ -113,6 +117,7 @@ class ConAAETrainingPlan(TrainingPlan):
                 link_targets, module.rna_components if projected else None
             )
         self.pseudo_labels = pseudo_labels
+        self.thinned_scores = thinned_scores or {}
         self._autoencoder_steps = 0
         self._epoch_sums: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
@@ -166,6 +171,11 @@ class ConAAETrainingPlan(TrainingPlan):
             link_target = self.link_lookup.rows(
                 atac[REGISTRY_KEYS.INDICES_KEY], atac[REGISTRY_KEYS.X_KEY].device
             )
+        thinned = {
+            mod: _rows_of(self.thinned_scores[mod], part)
+            for mod, part in (("rna", rna), ("atac", atac))
+            if mod in self.thinned_scores
+        }
         return self.module.loss(
             rna[REGISTRY_KEYS.X_KEY],
             atac[REGISTRY_KEYS.X_KEY],
@@ -178,6 +188,7 @@ class ConAAETrainingPlan(TrainingPlan):
             anchor_batch_rna=None if anchor is None else anchor[ANCHOR_SAMPLE_KEYS["rna"]],
             anchor_batch_atac=None if anchor is None else anchor[ANCHOR_SAMPLE_KEYS["atac"]],
             link_target=link_target,
+            thinned=thinned,
             adversarial_scale=1.0 if self._adversarial_on else 0.0,
         )
 
@@ -318,3 +329,9 @@ def _adam(params: list[torch.nn.Parameter], **kwargs: Any) -> torch.optim.Adam:
         return torch.optim.Adam(params, fused=True, **kwargs)
     except (RuntimeError, ValueError):
         return torch.optim.Adam(params, **kwargs)
+
+
+def _rows_of(table: torch.Tensor, minibatch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Rows of a per-cell ``table`` for the cells of ``minibatch``, on its device."""
+    rows = minibatch[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long().cpu()
+    return table[rows].to(minibatch[REGISTRY_KEYS.X_KEY].device)
