@@ -7,6 +7,10 @@ an ATAC cell with accuracy a, then an ATAC cell's label is hard to read from its
 any shared space beyond roughly a, and the paper's integration accuracy (does the matched RNA
 cell have the ATAC cell's label?) is limited accordingly.
 
+The same classifier on each cell's depth alone (log1p of its total counts; modalities of
+counts only) says how much of the label sequencing depth carries: where it carries much, a
+model that ignores depth (``loss_weights={"depth_invariance": ...}``) loses that signal.
+
 Examples
 --------
 python benchmarks/label_ceiling.py
@@ -57,6 +61,16 @@ def cross_validated_labels(matrix, labels: np.ndarray, *, folds: int, seed: int)
     return cross_val_predict(model, values, labels, cv=splits)
 
 
+def depth_alone_accuracy(matrix, labels: np.ndarray, *, folds: int, seed: int) -> float | None:
+    """:func:`cross_validated_accuracy` from each cell's total counts; ``None`` if not counts."""
+    from conaae_scverse._data import looks_like_counts
+
+    if not looks_like_counts(matrix):
+        return None
+    totals = np.asarray(matrix.sum(axis=1), dtype=np.float64).reshape(-1, 1)
+    return cross_validated_accuracy(totals, labels, folds=folds, seed=seed)
+
+
 def _ceiling(task: tuple[str, int, argparse.Namespace]) -> list[dict]:
     """Both modalities of one dataset, one seed (folds, and the quick subsample)."""
     dataset, seed, args = task
@@ -74,6 +88,9 @@ def _ceiling(task: tuple[str, int, argparse.Namespace]) -> list[dict]:
                 "modality": modality,
                 "seed": seed,
                 "accuracy": cross_validated_accuracy(adata.X, labels, folds=args.folds, seed=seed),
+                "depth_accuracy": depth_alone_accuracy(
+                    adata.X, labels, folds=args.folds, seed=seed
+                ),
                 "majority": float(np.unique(labels, return_counts=True)[1].max() / len(labels)),
             }
         )
@@ -102,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                     dataset,
                     modality,
                     " ".join(f"{100 * r['accuracy']:.1f}" for r in runs),
+                    " ".join(_percent(r.get("depth_accuracy")) for r in runs),
                     " ".join(f"{100 * r['majority']:.1f}" for r in runs),
                 ]
             )
@@ -111,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             "dataset",
             "modality",
             f"label accuracy, 5-fold CV (%){per_seed}",
+            f"from depth alone (%){per_seed}",
             f"majority class (%){per_seed}",
         ],
         rows,
@@ -118,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
     note = (
         "Logistic regression (C=0.1) on log1p + z-scored features of one modality, stratified "
-        f"{args.folds}-fold cross-validation, {seed_text}."
+        f"{args.folds}-fold cross-validation, {seed_text}. From depth alone: the same "
+        "classifier on log1p of each cell's total counts (n/a: not counts)."
         + (" QUICK MODE: 300 cells, numbers meaningless." if args.quick else "")
     )
     common.publish(
@@ -130,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         {"results": results},
     )
     return 0
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 if __name__ == "__main__":

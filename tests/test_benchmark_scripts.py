@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,3 +323,16 @@ def test_pbmc_labels_are_rna_clusters_shared_by_each_cells_atac_profile():
     assert 3 <= len(set(rna_types)) <= 10
     # each cluster is named by its most specific gene
     assert all(name.split("+")[0] in rna.var_names for name in set(rna_types))
+
+
+def test_label_ceiling_reads_labels_from_depth_alone_only_in_counts():
+    label_ceiling = _import("label_ceiling")
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["shallow", "deep"], 60)
+    # The same profile at two depths: only the total tells the labels apart.
+    depth = np.where(labels == "deep", 400, 40)
+    counts = np.stack([rng.multinomial(n, np.full(20, 0.05)) for n in depth]).astype(float)
+    assert label_ceiling.depth_alone_accuracy(counts, labels, folds=3, seed=0) > 0.95
+    same_depth = np.stack([rng.multinomial(100, np.full(20, 0.05)) for _ in labels]).astype(float)
+    assert label_ceiling.depth_alone_accuracy(same_depth, labels, folds=3, seed=0) < 0.75
+    assert label_ceiling.depth_alone_accuracy(counts - 0.5, labels, folds=3, seed=0) is None
