@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from conaae_scverse import LOSS_KEYS, ConAAEModule, LossWeights
+from conaae_scverse._input_representation import THINNING_LOWEST_FRACTION
 from conaae_scverse._losses import batch_hard_triplet, thin_counts, thin_sparse_counts
-from conaae_scverse._module import THINNING_LOWEST_FRACTION
 
 N_GENES, N_PEAKS, N_LATENT = 7, 5, 3
 

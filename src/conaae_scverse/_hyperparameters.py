@@ -97,6 +97,41 @@ class Hyperparameters:
             return AUTO_INPUT_COMPONENTS if wide else 0
         return int(self.n_input_components) if n_features > self.n_input_components else 0
 
+    def contrastive_mode(
+        self, categories: Sequence[str], weights: LossWeights, labels_key: str | None
+    ) -> str:
+        """Resolve ``contrastive`` against the data's label ``categories``.
+
+        ``"auto"`` is supervised with labels, self-supervised without; a supervised loss
+        without two labels to tell apart is refused.
+        """
+        mode = self.contrastive
+        if mode == "auto":
+            mode = "supervised" if categories else "self_supervised"
+        if mode != "supervised":
+            return mode
+        if not categories:
+            msg = (
+                "contrastive='supervised' needs labels: set up with labels_key=..., or use "
+                "contrastive='self_supervised'."
+            )
+            raise ValueError(msg)
+        if len(categories) < 2 and weights.contrastive > 0:
+            msg = (
+                f"labels_key {labels_key!r} has a single category "
+                f"({categories[0]!r}); the supervised contrastive loss needs at least two. "
+                "Use contrastive='self_supervised', loss_weights={'contrastive': 0}, or set "
+                "up with labels_key=None."
+            )
+            raise ValueError(msg)
+        return mode
+
+    def hidden_widths(self, n_inputs: int) -> list[int]:
+        """Return the hidden widths of an encoder that reads ``n_inputs`` values."""
+        if self.n_hidden == "paper":
+            return [n_inputs] * 3 + [100]  # the paper's Table 2
+        return list(self.n_hidden)
+
     # ------------------------------------------------------------------ checks
     def _validate(self) -> None:
         if not is_int(self.n_latent) or self.n_latent < 1:

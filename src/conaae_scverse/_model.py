@@ -328,31 +328,9 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
             if weights.link_consistency > 0 and (registry is None or query)
             else None
         )
-        contrastive_mode = params.contrastive
-        if params.contrastive == "auto":
-            contrastive_mode = "supervised" if categories else "self_supervised"
-        if contrastive_mode == "supervised":
-            if not categories:
-                msg = (
-                    "contrastive='supervised' needs labels: set up with labels_key=..., or use "
-                    "contrastive='self_supervised'."
-                )
-                raise ValueError(msg)
-            if len(categories) < 2 and weights.contrastive > 0:
-                msg = (
-                    f"labels_key {setup.labels_key!r} has a single category "
-                    f"({categories[0]!r}); the supervised contrastive loss needs at least two. "
-                    "Use contrastive='self_supervised', loss_weights={'contrastive': 0}, or set "
-                    "up with labels_key=None."
-                )
-                raise ValueError(msg)
-
+        contrastive_mode = params.contrastive_mode(categories, weights, setup.labels_key)
         hidden = {
-            mod: (
-                [n_components[mod] or self.modalities_[mod].n_vars] * 3 + [100]
-                if params.n_hidden == "paper"
-                else list(params.n_hidden)
-            )
+            mod: params.hidden_widths(n_components[mod] or self.modalities_[mod].n_vars)
             for mod in MODALITIES
         }
         with torch.random.fork_rng(devices=[]):

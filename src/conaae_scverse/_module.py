@@ -10,8 +10,8 @@ from torch import nn
 
 from . import _losses
 from ._constants import LOSS_KEYS, MODALITIES
+from ._input_representation import InputRepresentationMixin
 from ._link_consistency import axes_correlation_loss, row_correlation_loss
-from ._losses import thin_counts, thin_sparse_counts
 from ._networks import (
     LossWeights,
     SampleInputLayers,
@@ -20,16 +20,11 @@ from ._networks import (
     _Discriminator,
     _mlp,
     run_network,
-    sparse_csr,
 )
-from ._projection import CLIP, Projection
 from ._query_mapping import QueryMappingMixin
 
-#: Least share of its counts that a thinned cell keeps (``depth_invariance``).
-THINNING_LOWEST_FRACTION = 0.2
 
-
-class ConAAEModule(QueryMappingMixin, nn.Module):
+class ConAAEModule(InputRepresentationMixin, QueryMappingMixin, nn.Module):
     """Two autoencoders into one latent space, a discriminator and a label classifier.
 
     Parameters
@@ -207,72 +202,6 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
         return [p for p in self.discriminator.parameters() if p.requires_grad]
 
     # ---- forward pieces ----
-    def set_feature_moments(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store the per-feature moments used to standardise inputs of ``modality``."""
-        std = torch.where(std > 1e-8, std, torch.ones_like(std))
-        getattr(self, f"{modality}_mean").copy_(mean)
-        getattr(self, f"{modality}_std").copy_(std)
-
-    def set_projection(self, modality: str, projection: Projection) -> None:
-        """Store the principal axes that ``modality``'s standardised input is projected on."""
-        getattr(self, f"{modality}_components").copy_(torch.as_tensor(projection.components))
-        getattr(self, f"{modality}_score_mean").copy_(torch.as_tensor(projection.score_mean))
-        getattr(self, f"{modality}_score_scale").fill_(projection.score_scale)
-
-    def is_projected(self, modality: str) -> bool:
-        """Whether ``modality`` enters the networks as principal-axis scores."""
-        return bool(self.n_components[modality])
-
-    def standardize(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Raw input -> (log1p) -> per-feature z-score, clipped to +-10."""
-        if self.log1p[modality]:
-            x = torch.log1p(x.clamp_min(0))
-        x = (x - getattr(self, f"{modality}_mean")) / getattr(self, f"{modality}_std")
-        return x.clamp(-CLIP, CLIP)
-
-    def _scores(self, projected: torch.Tensor, modality: str) -> torch.Tensor:
-        mean = getattr(self, f"{modality}_score_mean")
-        return (projected - mean) / getattr(self, f"{modality}_score_scale")
-
-    def represent(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Raw dense input -> what the encoder reads (standardised features, or their scores)."""
-        z = self.standardize(x, modality)
-        if not self.is_projected(modality):
-            return z
-        return self._scores(z @ getattr(self, f"{modality}_components"), modality)
-
-    def represent_sparse(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """:meth:`represent` of a sparse CSR batch of a projected modality, never densified.
-
-        Standardisation makes a zero entry of feature j the constant ``z0[j]``, so
-        ``z @ V = (z - z0) @ V + z0 @ V`` where ``z - z0`` is as sparse as the input.
-        """
-        components = getattr(self, f"{modality}_components")
-        correction, zero_value = self._sparse_correction(x, modality)
-        return self._scores(correction @ components + zero_value @ components, modality)
-
-    def _sparse_correction(self, x: torch.Tensor, modality: str):
-        """``z - z0`` of a sparse CSR batch (CSR, same pattern) and ``z0``."""
-        mean, std = getattr(self, f"{modality}_mean"), getattr(self, f"{modality}_std")
-        zero_value = (-mean / std).clamp(-CLIP, CLIP)  # log1p(0) = 0
-        columns = x.col_indices()
-        values = x.values()
-        if self.log1p[modality]:
-            values = torch.log1p(values.clamp_min(0))
-        values = ((values - mean[columns]) / std[columns]).clamp(-CLIP, CLIP)
-        correction = sparse_csr(
-            x.crow_indices(), columns, values - zero_value[columns], size=tuple(x.shape)
-        )
-        return correction, zero_value
-
-    def training_input(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Return the encoder input of rows of the training data.
-
-        The training data of a projected modality already holds its scores (computed once,
-        see :meth:`represent`); that of any other modality holds raw values.
-        """
-        return x if self.is_projected(modality) else self.standardize(x, modality)
-
     def encode(
         self, x: torch.Tensor, modality: str, batch: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -474,8 +403,13 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
             )
             total = total + w.link_consistency * terms[LOSS_KEYS.LINK_CONSISTENCY]
 
-        views = self._thinned_views({MODALITIES.RNA: x_rna, MODALITIES.ATAC: x_atac}, thinned)
-        if views and w.depth_invariance > 0:
+        # Thinned only when the term is on: the draws cost time and move the random stream.
+        views = (
+            self._thinned_views({MODALITIES.RNA: x_rna, MODALITIES.ATAC: x_atac}, thinned)
+            if w.depth_invariance > 0
+            else {}
+        )
+        if views:
             # The full-depth latents are the targets: only the thinned views move towards them.
             terms[LOSS_KEYS.DEPTH_INVARIANCE] = sum(
                 F.mse_loss(self.encoder_net(view, mod, batch[mod]), z[mod].detach())
@@ -485,39 +419,6 @@ class ConAAEModule(QueryMappingMixin, nn.Module):
 
         terms[LOSS_KEYS.TOTAL] = total
         return terms, z
-
-    def is_thinnable(self, modality: str) -> bool:
-        """Whether ``modality`` holds counts, which the depth invariance term thins."""
-        return self.log1p[modality]
-
-    def _thinned_views(
-        self, raw: dict[str, torch.Tensor], thinned: dict[str, torch.Tensor] | None
-    ) -> dict[str, torch.Tensor]:
-        """Return the encoder inputs of the minibatch's cells with thinned counts, by modality.
-
-        Sequencing depth then cannot set where a cell lands: without this, the shallowest
-        cells of one modality can gather where some population of the other one lies. A
-        modality fed as features is thinned afresh at every step; a projected one, whose
-        training data are principal-axis scores, comes with scores of thinned counts.
-        """
-        views = {}
-        for mod, counts in raw.items():
-            if not self.is_thinnable(mod):
-                continue
-            if not self.is_projected(mod):
-                views[mod] = self.standardize(thin_counts(counts, THINNING_LOWEST_FRACTION), mod)
-            elif thinned is not None and mod in thinned:
-                views[mod] = thinned[mod]
-        return views
-
-    def thinned_scores(
-        self, x: torch.Tensor, modality: str, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Principal-axis scores of raw counts ``x`` (dense or sparse CSR), thinned first."""
-        if x.layout == torch.sparse_csr:
-            thinned = thin_sparse_counts(x, THINNING_LOWEST_FRACTION, generator)
-            return self.represent_sparse(thinned, modality)
-        return self.represent(thin_counts(x, THINNING_LOWEST_FRACTION, generator), modality)
 
     def _link_consistency(self, z_atac: torch.Tensor, target: dict) -> torch.Tensor:
         """How far the RNA decoded from ATAC latents is from the cells' own gene activity."""

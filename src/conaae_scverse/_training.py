@@ -293,19 +293,11 @@ class TrainingMixin:
                             mod, adata, in_memory, source.labels, source.batches
                         )
                     continue
-                k = self.module.n_components[mod]
-                scores = map_rows(
-                    self.module,
-                    source.matrix,
-                    mod,
-                    dense=self.module.represent,
-                    sparse_csr_rows=self.module.represent_sparse,
-                    width=k,
-                    batch_size=4096,
-                    description=f"Projecting {mod.upper()} cells",
+                scores = self._project(
+                    mod, self.module.represent, self.module.represent_sparse, "Projecting"
                 )
                 adata = source.manager.adata
-                names = pd.Index([f"component_{i}" for i in range(k)])
+                names = pd.Index([f"component_{i}" for i in range(scores.shape[1])])
                 data[mod] = build_modality(
                     mod, adata, scores, source.labels, source.batches, var_names=names
                 )
@@ -329,22 +321,24 @@ class TrainingMixin:
                 return self.module.thinned_scores(x, mod, generator)
 
             self._thinned_training_scores = {
-                mod: torch.from_numpy(
-                    map_rows(
-                        self.module,
-                        self.modalities_[mod].matrix,
-                        mod,
-                        dense=thinned,
-                        sparse_csr_rows=thinned,
-                        width=self.module.n_components[mod],
-                        batch_size=4096,
-                        description=f"Projecting thinned {mod.upper()} cells",
-                    )
-                )
+                mod: torch.from_numpy(self._project(mod, thinned, thinned, "Projecting thinned"))
                 for mod in MODALITIES
                 if self.module.is_projected(mod) and self.module.is_thinnable(mod)
             }
         return self._thinned_training_scores
+
+    def _project(self, mod: str, dense, sparse_csr_rows, action: str) -> np.ndarray:
+        """Principal-axis scores of every cell of projected modality ``mod``, in row blocks."""
+        return map_rows(
+            self.module,
+            self.modalities_[mod].matrix,
+            mod,
+            dense=dense,
+            sparse_csr_rows=sparse_csr_rows,
+            width=self.module.n_components[mod],
+            batch_size=4096,
+            description=f"{action} {mod.upper()} cells",
+        )
 
     def _recover(self, trainer, snapshot: EpochSnapshot) -> None:
         """After a failed ``fit``: weights and history of the last completed epoch."""
