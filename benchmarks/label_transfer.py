@@ -16,6 +16,8 @@ latent), with FOSCTTM of the same run (known pairs, evaluation only) and the cal
 - **..., depth invariance** (only with ``--settings``): the OT or links setting with the
   ``depth_invariance`` loss (weight 10; off by default), whose latents of binomially thinned
   counts are pulled onto those of the full counts.
+- **no ATAC labels, OT prior, no contrastive term** (only with ``--settings``): the OT
+  setting with the contrastive triplet's weight set to 0, to measure what the term gives.
 
 Data: ``datasets.simulate`` (three equal-sized populations), the SNARE-seq cell lines, sci-CAR
 (treatment time), all cells, transductive; and the BMMC multiome starter (21 cell types, peak
@@ -55,10 +57,15 @@ SETTINGS = {
     "5 % ATAC labels": (0.05, "auto", {}),
     "no ATAC labels, OT prior, depth invariance": (0.0, "ot", {"depth_invariance": 10.0}),
     "no ATAC labels, links prior, depth invariance": (0.0, "links", {"depth_invariance": 10.0}),
+    "no ATAC labels, OT prior, no contrastive term": (0.0, "ot", {"contrastive": 0.0}),
 }
-#: Run unless --settings says otherwise (the depth invariance ones are diagnostics of an
-#: option that is off by default).
-DEFAULT_SETTINGS = tuple(name for name in SETTINGS if "depth invariance" not in name)
+#: Diagnostics, run only when --settings names them: an option that is off by default, and
+#: a term of the default model switched off.
+DIAGNOSTIC_SETTINGS = ("depth invariance", "no contrastive term")
+#: Run unless --settings says otherwise.
+DEFAULT_SETTINGS = tuple(
+    name for name in SETTINGS if not any(what in name for what in DIAGNOSTIC_SETTINGS)
+)
 #: Datasets whose peaks have genomic coordinates (the links prior runs only there).
 WITH_COORDINATES = {"bmmc", "pbmc"}
 

@@ -149,12 +149,15 @@ def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
         "conaae_links_release",
         "conaae_links_depth",
         "conaae_links_thinning",
+        "conaae_links_no_contrastive",
     )
     md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
     assert "simulate_wide(300" in md and "peak-gene links (prior, anchors, consistency)" in md
     assert "pseudo-labels for the first half of training" in md
     assert "counts scaled per cell to the median depth" in md
     assert "depth invariance (thinned counts)" in md
+    assert "without the contrastive term" in md
+    assert "FOSCTTM, ATAC labelled right" in md
     assert "seed 0: accuracy" in proc.stdout
 
 
@@ -203,6 +206,33 @@ def test_scglue_comparison_gives_the_recall_of_each_type_per_seed():
     assert table.index("| T |") < table.index("| NK |")
     assert "DIAGVI" not in table
     assert vs_scglue._recall_table([{"method": "scglue", "seed": 0}]) == ""
+
+
+def test_scglue_comparison_splits_foscttm_by_whether_the_atac_cell_was_labelled_right():
+    import anndata as ad
+    import mudata as md
+    import pandas as pd
+
+    vs_scglue = _import("vs_scglue")
+    # Four pairs on a line; ATAC cell "a3" sits on RNA cell r0, far from its partner r3.
+    partners = {"true_partner": ["a0", "a1", "a2", "a3"]}
+    rna = ad.AnnData(obs=pd.DataFrame(partners, index=["r0", "r1", "r2", "r3"]))
+    atac = ad.AnnData(obs=pd.DataFrame(index=["a3", "a0", "a1", "a2"]))
+    mdata = md.MuData({"rna": rna, "atac": atac})
+    z_rna = np.array([[0.0], [10.0], [20.0], [30.0]])
+    z_atac = np.array([[0.0], [0.0], [10.0], [20.0]])  # a3 misplaced onto r0
+    truth = np.array(["x", "x", "y", "y"])
+    predicted = np.array(["x", "x", "y", "y"])
+    predicted[0] = "z"  # a3: labelled wrong
+    result = vs_scglue._score(mdata, z_rna, z_atac, predicted, truth, 1.0)
+    # Pair (r3, a3): r3 has a0..a2 at most as far as a3 (3/3); a3 has r0..r2 closer (3/3).
+    assert result["foscttm_labelled_wrong"] == pytest.approx(1.0)
+    # Pair (r0, a0): a3 ties with a0 for r0 (1/3), a0 has r0 only (0/3): 1/6; the others 0.
+    assert result["foscttm_labelled_right"] == pytest.approx((1 / 6) / 3)
+    assert result["foscttm_share_from_wrong"] == pytest.approx(1.0 / (1.0 + 1 / 6))
+    table = vs_scglue._foscttm_table([{"method": "conaae_links", "seed": 0, **result}])
+    assert "| Con-AAE, peak-gene links (prior, anchors, consistency) | 0 |" in table
+    assert vs_scglue._foscttm_table([{"method": "scglue", "seed": 0}]) == ""
 
 
 def test_depth_diagnostic_scales_every_cell_to_the_median_total():
