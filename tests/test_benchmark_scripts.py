@@ -248,6 +248,11 @@ def test_depth_diagnostic_scales_every_cell_to_the_median_total():
     for adata in mdata.mod.values():
         np.testing.assert_allclose(np.asarray(adata.X.sum(axis=1)).ravel(), [4.0, 4.0, 4.0])
         np.testing.assert_allclose(adata.X.toarray()[2], [0.0, 4.0])  # zeros stay zeros
+    # The README's recipe for users gives the same values: scanpy's normalize_total.
+    import scanpy as sc
+
+    scaled = sc.pp.normalize_total(ad.AnnData(counts.copy()), inplace=False)["X"]
+    np.testing.assert_allclose(scaled.toarray(), mdata["rna"].X.toarray(), rtol=1e-6)
 
 
 def test_diagvi_guidance_graph_joins_linked_features_both_ways():
