@@ -18,6 +18,8 @@ latent), with FOSCTTM of the same run (known pairs, evaluation only) and the cal
   counts are pulled onto those of the full counts.
 - **no ATAC labels, OT prior, no contrastive term** (only with ``--settings``): the OT
   setting with the contrastive triplet's weight set to 0, to measure what the term gives.
+- **..., pseudo-labels held by the classifier** (only with ``--settings``): the OT or links
+  setting with ``pseudo_label_loss="classifier"``.
 
 Data: ``datasets.simulate`` (three equal-sized populations), the SNARE-seq cell lines, sci-CAR
 (treatment time), all cells, transductive; and the BMMC multiome starter (21 cell types, peak
@@ -49,19 +51,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
-#: Setting name -> (fraction of ATAC labels kept, label_prior, loss_weights).
+#: Setting name -> (fraction of ATAC labels kept, label_prior, other ConAAE arguments).
 SETTINGS = {
     "no ATAC labels, no prior": (0.0, "none", {}),
     "no ATAC labels, OT prior": (0.0, "ot", {}),
     "no ATAC labels, links prior": (0.0, "links", {}),
     "5 % ATAC labels": (0.05, "auto", {}),
-    "no ATAC labels, OT prior, depth invariance": (0.0, "ot", {"depth_invariance": 10.0}),
-    "no ATAC labels, links prior, depth invariance": (0.0, "links", {"depth_invariance": 10.0}),
-    "no ATAC labels, OT prior, no contrastive term": (0.0, "ot", {"contrastive": 0.0}),
+    "no ATAC labels, OT prior, depth invariance": (
+        0.0,
+        "ot",
+        {"loss_weights": {"depth_invariance": 10.0}},
+    ),
+    "no ATAC labels, links prior, depth invariance": (
+        0.0,
+        "links",
+        {"loss_weights": {"depth_invariance": 10.0}},
+    ),
+    "no ATAC labels, OT prior, no contrastive term": (
+        0.0,
+        "ot",
+        {"loss_weights": {"contrastive": 0.0}},
+    ),
+    "no ATAC labels, OT prior, pseudo-labels held by the classifier": (
+        0.0,
+        "ot",
+        {"pseudo_label_loss": "classifier"},
+    ),
+    "no ATAC labels, links prior, pseudo-labels held by the classifier": (
+        0.0,
+        "links",
+        {"pseudo_label_loss": "classifier"},
+    ),
 }
 #: Diagnostics, run only when --settings names them: an option that is off by default, and
 #: a term of the default model switched off.
-DIAGNOSTIC_SETTINGS = ("depth invariance", "no contrastive term")
+DIAGNOSTIC_SETTINGS = ("depth invariance", "no contrastive term", "held by the classifier")
 #: Run unless --settings says otherwise.
 DEFAULT_SETTINGS = tuple(
     name for name in SETTINGS if not any(what in name for what in DIAGNOSTIC_SETTINGS)
@@ -70,7 +94,7 @@ DEFAULT_SETTINGS = tuple(
 WITH_COORDINATES = {"bmmc", "pbmc"}
 
 
-def settings_for(dataset: str) -> dict[str, tuple[float, str, dict[str, float]]]:
+def settings_for(dataset: str) -> dict[str, tuple[float, str, dict]]:
     return {
         name: spec
         for name, spec in SETTINGS.items()
@@ -94,7 +118,7 @@ def run(task: tuple[str, int, str, argparse.Namespace]) -> dict:
     from conaae_scverse import ConAAE, metrics
 
     dataset, seed, setting, args = task
-    fraction, prior, loss_weights = SETTINGS[setting]
+    fraction, prior, model_kwargs = SETTINGS[setting]
     key = common.LABEL_KEYS[dataset]
     if dataset == "simulated":
         mdata = common.load_dataset(dataset, n_cells=args.sim_cells, random_state=seed)
@@ -108,7 +132,7 @@ def run(task: tuple[str, int, str, argparse.Namespace]) -> dict:
     links = common.gene_links(train, args.data_dir) if prior == "links" else None
     start = time.perf_counter()
     ConAAE.setup_mudata(train, labels_key=key, gene_links=links)
-    model = ConAAE(train, seed=seed, label_prior=prior, loss_weights=loss_weights)
+    model = ConAAE(train, seed=seed, label_prior=prior, **model_kwargs)
     prior_seconds = time.perf_counter() - start
     train_kwargs = {"max_epochs": 2} if args.quick else {}
     model.train(

@@ -42,7 +42,10 @@ job. Both methods get the same cells, the same split and the same metrics:
   ``--methods conaae_links_thinning``, Con-AAE with links and the ``depth_invariance`` loss
   (weight 10, off by default): the data unchanged, the latents of binomially thinned counts
   pulled onto those of the full counts; and ``--methods conaae_links_no_contrastive``,
-  Con-AAE with links and the contrastive triplet's weight set to 0.
+  Con-AAE with links and the contrastive triplet's weight set to 0; and ``--methods
+  conaae_links_classifier``, Con-AAE with links and ``pseudo_label_loss="classifier"``: the
+  share of ATAC cells with a pseudo-label moves that share of the contrastive weight to the
+  classifier.
 - for every method, FOSCTTM split by whether the ATAC cell of a pair was labelled right:
   misplacement within populations against placement in a wrong one.
 
@@ -90,13 +93,15 @@ METHODS = {
     "conaae_links_depth": "Con-AAE, links, counts scaled per cell to the median depth",
     "conaae_links_thinning": "Con-AAE, links, depth invariance (thinned counts)",
     "conaae_links_no_contrastive": "Con-AAE, links, without the contrastive term",
+    "conaae_links_classifier": "Con-AAE, links, pseudo-labels held by the classifier",
     "scglue": "scGLUE",
     "diagvi": "DIAGVI (scvi-tools)",
 }
 #: Run unless --methods says otherwise (the release, depth, thinning and no-contrastive
 #: variants are diagnostics).
 DEFAULT_METHODS = ("conaae", "conaae_links", "scglue", "diagvi")
-#: Keyword arguments of :func:`run_conaae` for each Con-AAE method.
+#: Keyword arguments of :func:`run_conaae` for each Con-AAE method (beyond ``links`` and
+#: ``depth``: those of :class:`~conaae_scverse.ConAAE`).
 CONAAE_SETTINGS = {
     "conaae": {"links": False},
     "conaae_links": {"links": True},
@@ -104,6 +109,7 @@ CONAAE_SETTINGS = {
     "conaae_links_depth": {"links": True, "depth": True},
     "conaae_links_thinning": {"links": True, "loss_weights": {"depth_invariance": 10.0}},
     "conaae_links_no_contrastive": {"links": True, "loss_weights": {"contrastive": 0.0}},
+    "conaae_links_classifier": {"links": True, "pseudo_label_loss": "classifier"},
 }
 LABEL_KEY = "cell_type"
 
@@ -152,9 +158,8 @@ def run_conaae(
     args,
     *,
     links: bool,
-    pseudo_label_epochs: float = 1.0,
     depth: bool = False,
-    loss_weights: dict[str, float] | None = None,
+    **model_kwargs,
 ) -> dict:
     from conaae_scverse import ConAAE
 
@@ -169,8 +174,7 @@ def run_conaae(
         mdata,
         seed=seed,
         label_prior="links" if links else "auto",
-        pseudo_label_epochs=pseudo_label_epochs,
-        loss_weights=loss_weights,
+        **model_kwargs,
         # Scaled counts are not integers: "auto" would take them for normalised values.
         **({"input_transform": "log1p"} if depth else {}),
     )

@@ -20,6 +20,9 @@ Configurations (``--configs``):
   (``loss_weights={"link_consistency": 0}``, the default before it): its cost and effect.
 - ``depth_invariance``: the default with the ``depth_invariance`` loss (weight 10, off by
   default), both modalities projected, so their thinned counts are projected once per model.
+- ``classifier_holds_pseudo_labels``: the default with ``pseudo_label_loss="classifier"``
+  (the share of ATAC cells with a pseudo-label moves that share of the contrastive weight
+  to the classifier).
 
 Each run happens in a fresh process (peak RSS per run) and reports the time of each stage:
 ``setup`` (``setup_mudata`` + ``ConAAE(...)``: moments, projection, label prior), ``train``
@@ -62,6 +65,7 @@ CONFIGS = {
     "no_link_anchors": {"loss_weights": {"link_anchor": 0}},
     "no_link_consistency": {"loss_weights": {"link_consistency": 0}},
     "depth_invariance": {"loss_weights": {"depth_invariance": 10.0}},
+    "classifier_holds_pseudo_labels": {"pseudo_label_loss": "classifier"},
 }
 LABEL_KEY = "cell_type"
 

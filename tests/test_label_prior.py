@@ -232,6 +232,29 @@ def test_pseudo_labels_are_released_after_their_share_of_each_training(make_muda
     assert ConAAE(labelled, n_latent=4, n_hidden=(8,))._pseudo_label_release(20) is None
 
 
+def test_pseudo_label_loss_moves_contrastive_weight_by_the_pseudo_labelled_share(make_mudata):
+    mdata = make_mudata(labels="rna")
+    with pytest.warns(UserWarning, match="no labels in modality"):
+        ConAAE.setup_mudata(mdata, labels_key="cell_type")
+    small = {"n_latent": 4, "n_hidden": (8,)}
+    confidence = ConAAE(mdata, **small).label_prior_.confidence
+    # A threshold between the prior's confidences leaves part of ATAC without pseudo-labels.
+    threshold = float(np.median(confidence))
+    model = ConAAE(mdata, **small, prior_confidence=threshold, pseudo_label_loss="classifier")
+    share = np.mean(model.modalities_["atac"].labels >= 0)
+    assert 0 < share < 1
+    weights = model.module.weights
+    assert weights.contrastive == pytest.approx(10 * (1 - share))
+    assert weights.classifier == pytest.approx(1 + 10 * share)
+    paper = ConAAE(mdata, **small, prior_confidence=threshold).module.weights
+    assert (paper.contrastive, paper.classifier) == (10, 1)
+    # No pseudo-labels (both modalities labelled, or no prior): the paper's weights.
+    no_prior = ConAAE(mdata, **small, label_prior="none", pseudo_label_loss="classifier")
+    assert no_prior.module.weights == paper
+    with pytest.raises(ValueError, match="pseudo_label_loss must be one of"):
+        ConAAE(mdata, **small, pseudo_label_loss="triplet")
+
+
 def test_gene_links_are_validated():
     mdata, links, _ = _linked_mudata()
     with pytest.raises(TypeError, match="gene_links must be an AnnData of peaks x genes"):

@@ -22,6 +22,7 @@ LABEL_PRIORS = ("auto", "links", "ot", "none")
 ALIGNMENTS = ("adversarial", "mmd", "none")
 CONTRASTIVE_MODES = ("auto", "supervised", "self_supervised")
 INPUT_TRANSFORMS = ("auto", "log1p", "none")
+PSEUDO_LABEL_LOSSES = ("contrastive", "classifier")
 DEFAULT_HIDDEN = (256, 128)
 
 
@@ -47,6 +48,7 @@ class Hyperparameters:
     label_prior: str = "auto"
     prior_confidence: float = 0.8
     pseudo_label_epochs: float = 1.0
+    pseudo_label_loss: str = "contrastive"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -96,6 +98,23 @@ class Hyperparameters:
             wide = n_features > AUTO_PROJECTION_MIN_FEATURES
             return AUTO_INPUT_COMPONENTS if wide else 0
         return int(self.n_input_components) if n_features > self.n_input_components else 0
+
+    def loss_weight_values(self, pseudo_labelled: float = 0.0) -> LossWeights:
+        """Return the loss weights: the defaults, overridden by ``loss_weights``.
+
+        With ``pseudo_label_loss="classifier"``, the share ``pseudo_labelled`` (in [0, 1]) of
+        the unlabelled modality's cells that hold a pseudo-label moves that share of the
+        contrastive weight to the classifier.
+        """
+        weights = LossWeights(**{**LossWeights().to_dict(), **self.loss_weights})
+        if self.pseudo_label_loss != "classifier" or pseudo_labelled <= 0:
+            return weights
+        moved = weights.contrastive * min(pseudo_labelled, 1.0)
+        return dataclasses.replace(
+            weights,
+            contrastive=weights.contrastive - moved,
+            classifier=weights.classifier + moved,
+        )
 
     def contrastive_mode(
         self, categories: Sequence[str], weights: LossWeights, labels_key: str | None
@@ -151,6 +170,7 @@ class Hyperparameters:
             ("alignment", ALIGNMENTS),
             ("contrastive", CONTRASTIVE_MODES),
             ("label_prior", LABEL_PRIORS),
+            ("pseudo_label_loss", PSEUDO_LABEL_LOSSES),
         ):
             if getattr(self, name) not in allowed:
                 msg = f"{name} must be one of {allowed}, got {getattr(self, name)!r}."

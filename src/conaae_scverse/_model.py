@@ -19,7 +19,7 @@ from ._inference import InferenceMixin
 from ._label_prior import LabelPrior, pseudo_label_unlabelled
 from ._link_consistency import fit_link_targets
 from ._mapping import MappingMixin
-from ._module import ConAAEModule, LossWeights
+from ._module import ConAAEModule
 from ._projection import fit_input_statistics
 from ._training import TrainingMixin
 
@@ -132,6 +132,13 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         them half-way (0.5) changed ATAC label accuracy by less than a point on the
         scGLUE benchmarks (``benchmarks/vs_scglue.py --methods conaae_links
         conaae_links_release``): the cells stay where the pseudo-labels put them.
+    pseudo_label_loss
+        What holds the pseudo-labelled cells to their labels. ``"contrastive"`` (default): the
+        paper's weights; the triplet term lines populations up across the modalities but packs
+        each one tight, which misplaces cells within it. ``"classifier"``: the share of the
+        unlabelled modality with a pseudo-label moves that share of the contrastive weight to
+        the classifier, which keeps a cell on its label's side without packing; a weak prior
+        (few pseudo-labels) keeps the triplet that lines the populations up.
     seed
         Seed of the weight initialisation and, unless overridden, of training.
 
@@ -165,6 +172,7 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         label_prior: Literal["auto", "links", "ot", "none"] = "auto",
         prior_confidence: float = 0.8,
         pseudo_label_epochs: float = 1.0,
+        pseudo_label_loss: Literal["contrastive", "classifier"] = "contrastive",
         seed: int = 0,
     ):
         hyperparameters = Hyperparameters(
@@ -182,6 +190,7 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
             label_prior=label_prior,
             prior_confidence=prior_confidence,
             pseudo_label_epochs=pseudo_label_epochs,
+            pseudo_label_loss=pseudo_label_loss,
             seed=seed,
         )
         self._build(mdata, hyperparameters)
@@ -312,7 +321,10 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
                     mod, adatas[mod], matrices[mod], codes[mod], sample_codes[mod]
                 )
         self.modalities_: dict[str, _data.ModalityData] = modalities
-        weights = LossWeights(**{**LossWeights().to_dict(), **(params.loss_weights or {})})
+        pseudo_labelled = (
+            float((codes[self.prior_modality_] >= 0).mean()) if self.prior_modality_ else 0.0
+        )
+        weights = params.loss_weight_values(pseudo_labelled)
         self.anchor_pairs_ = registration.anchor_pairs
         link_anchors = getattr(self.label_prior_, "anchors", None)
         anchors_from_links = (
