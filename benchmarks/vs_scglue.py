@@ -45,7 +45,8 @@ job. Both methods get the same cells, the same split and the same metrics:
   Con-AAE with links and the contrastive triplet's weight set to 0; and ``--methods
   conaae_links_classifier``, Con-AAE with links and ``pseudo_label_loss="classifier"``: the
   share of ATAC cells with a pseudo-label moves that share of the contrastive weight to the
-  classifier.
+  classifier; and ``--methods conaae_links_depth_classifier``, that option on counts scaled
+  per cell to the median depth (as ``conaae_links_depth``).
 - for every method, FOSCTTM split by whether the ATAC cell of a pair was labelled right:
   misplacement within populations against placement in a wrong one.
 
@@ -94,6 +95,7 @@ METHODS = {
     "conaae_links_thinning": "Con-AAE, links, depth invariance (thinned counts)",
     "conaae_links_no_contrastive": "Con-AAE, links, without the contrastive term",
     "conaae_links_classifier": "Con-AAE, links, pseudo-labels held by the classifier",
+    "conaae_links_depth_classifier": "Con-AAE, links, median depth, classifier holds",
     "scglue": "scGLUE",
     "diagvi": "DIAGVI (scvi-tools)",
 }
@@ -110,6 +112,11 @@ CONAAE_SETTINGS = {
     "conaae_links_thinning": {"links": True, "loss_weights": {"depth_invariance": 10.0}},
     "conaae_links_no_contrastive": {"links": True, "loss_weights": {"contrastive": 0.0}},
     "conaae_links_classifier": {"links": True, "pseudo_label_loss": "classifier"},
+    "conaae_links_depth_classifier": {
+        "links": True,
+        "depth": True,
+        "pseudo_label_loss": "classifier",
+    },
 }
 LABEL_KEY = "cell_type"
 
