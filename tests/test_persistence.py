@@ -219,6 +219,10 @@ def _edit_settings(saved: Path, edit) -> None:
         (lambda s: s["init_params"].update(n_hidden="x"), r"invalid hyperparameters \(n_hidden"),
         (lambda s: s.update(is_trained="yes"), r"'is_trained' must be true or false"),
         (lambda s: s.update(n_train_calls=-1), r"'n_train_calls' must be a non-negative"),
+        (
+            lambda s: s.update(label_temperature={"rna": 1.0, "atac": 0.5}),
+            r"'label_temperature' must map 'rna' and 'atac' to numbers >= 1",
+        ),
         (lambda s: s.update(history={"loss": {"index": [0]}}), r"history entry 'loss' is malf"),
     ],
     ids=lambda v: "" if callable(v) else v[:30],

@@ -13,6 +13,7 @@ from scvi.utils import track
 
 from . import _data
 from ._arguments import check_features, check_unknown_call
+from ._calibration import agreement_temperature, softmax
 from ._constants import MODALITIES, OUTPUT_KEYS
 from ._data import dense_rows
 from ._neighbors import PROGRESS_MIN_BLOCKS, nearest_neighbors, one_to_one_matching
@@ -123,7 +124,9 @@ class InferenceMixin:
         modality
             ``"rna"`` or ``"atac"``.
         soft
-            Return class probabilities instead of labels.
+            Return class probabilities instead of labels. For a modality that trained
+            without labels (with a label prior) they are softened to its agreement with the
+            prior (``model.label_temperature_``, see the Outputs in the docs).
         min_confidence
             Call cells whose largest class probability is below this value ``unknown_label``
             instead of their most likely label, e.g. ``0.5`` (Seurat's and CellTypist's
@@ -145,10 +148,8 @@ class InferenceMixin:
             raise ValueError(msg)
         check_unknown_call(min_confidence, unknown_label, self.label_categories_)
         matrix, obs_names, samples = self._inference_matrix(mdata, modality)
-        z = torch.as_tensor(
-            self._encode(matrix, modality, samples, batch_size), device=self.device
-        )
-        probs = torch.softmax(self.module.classify(z), dim=1).cpu().numpy()
+        z = self._encode(matrix, modality, samples, batch_size)
+        probs = self._label_probabilities(z, modality)
         if soft:
             return pd.DataFrame(probs, index=obs_names, columns=self.label_categories_)
         labels = self._labels_from(probs, min_confidence, unknown_label)
@@ -220,11 +221,31 @@ class InferenceMixin:
             codes = np.where(probs.max(axis=1) < min_confidence, len(categories) - 1, codes)
         return pd.Categorical.from_codes(codes, categories=categories)
 
-    def _label_probabilities(self, z: np.ndarray) -> np.ndarray:
-        """Classifier probabilities, shape (n_cells, n_labels), of latent rows ``z``."""
+    def _label_probabilities(self, z: np.ndarray, modality: str) -> np.ndarray:
+        """Classifier probabilities, shape (n_cells, n_labels), of ``modality``'s latents ``z``.
+
+        The logits are softened by the modality's ``label_temperature_`` (see
+        :mod:`._calibration`; 1 unless the modality had no labels and a prior).
+        """
         with torch.inference_mode():
             logits = self.module.classify(torch.as_tensor(z, device=self.device))
-            return torch.softmax(logits, dim=1).cpu().numpy()
+        temperature = getattr(self, "label_temperature_", {}).get(modality, 1.0)
+        return softmax(logits.cpu().numpy(), temperature).astype(np.float32)
+
+    def _calibrate_labels(self) -> None:
+        """Fit the label temperature of the modality without labels, after training.
+
+        Only a modality with a label prior gets one; every other, and every model trained
+        without a prior (e.g. trained again after loading), keeps 1.
+        """
+        self.label_temperature_ = dict.fromkeys(MODALITIES, 1.0)
+        if self.label_prior_ is None or not self.label_categories_:
+            return
+        z, _ = self._latents(None)[self.prior_modality_]
+        with torch.inference_mode():
+            logits = self.module.classify(torch.as_tensor(z, device=self.device)).cpu().numpy()
+        temperature = agreement_temperature(logits, self.label_prior_.probabilities)
+        self.label_temperature_[self.prior_modality_] = temperature
 
     def write_results(
         self,
@@ -241,7 +262,9 @@ class InferenceMixin:
 
         - ``.obsm["X_conaae"]``: latent embedding, shape (n_cells, n_latent).
         - ``.obs["conaae_label"]`` (categorical) and ``.obs["conaae_label_confidence"]``
-          (classifier probability of that label), when labels were registered.
+          (classifier probability of that label; softened, in the modality that had no
+          labels, to the share of its cells whose label agrees with the label prior's), when
+          labels were registered.
         - ``.obs["conaae_match"]``: obs_name of the matched cell of the other modality, and
           ``.obs["conaae_match_distance"]`` its latent distance.
         - ``.obs["conaae_prior_confidence"]``, in the modality that had no labels only, when a
@@ -274,7 +297,7 @@ class InferenceMixin:
             z, _ = latents[mod]
             adata.obsm[OUTPUT_KEYS.LATENT] = z.copy()  # the cache stays the model's own
             if self.label_categories_:
-                probs = self._label_probabilities(z)
+                probs = self._label_probabilities(z, mod)
                 adata.obs[OUTPUT_KEYS.LABEL] = self._labels_from(
                     probs, min_confidence, unknown_label
                 )
@@ -329,7 +352,7 @@ class InferenceMixin:
                 )
             if self.label_categories_:
                 obs[OUTPUT_KEYS.LABEL] = np.asarray(self.label_categories_, dtype=object)[
-                    self._label_probabilities(z).argmax(axis=1)
+                    self._label_probabilities(z, mod).argmax(axis=1)
                 ]
             frames.append(obs)
         obs = pd.concat(frames)

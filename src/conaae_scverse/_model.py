@@ -383,12 +383,16 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         self._thinned_training_scores = None  # projected modalities' thinned counts (train)
         self.history_: dict[str, pd.DataFrame] = {}
         self.n_train_calls_ = 0
+        # Softening of each modality's label logits, fitted after training (_calibration).
+        self.label_temperature_: dict[str, float] = dict.fromkeys(MODALITIES, 1.0)
         self.train_indices_: dict[str, np.ndarray] = {}
         self.validation_indices_: dict[str, np.ndarray] = {}
         if saved is not None and saved.state:
             _persistence.load_weights(self.module, saved)
             self.is_trained_ = saved.settings.get("is_trained", True)
             self.n_train_calls_ = saved.settings.get("n_train_calls", 0)
+            saved_temperature = saved.settings.get("label_temperature", {})
+            self.label_temperature_.update({m: float(t) for m, t in saved_temperature.items()})
             self.history_ = saved.history
         self.module.eval()
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._arguments import is_number
 from ._constants import MODALITIES
 from ._data import SetupArgs
 from ._hyperparameters import Hyperparameters
@@ -91,6 +92,7 @@ def model_settings(model: ConAAE) -> dict[str, Any]:
         "var_names": {m: model.modalities_[m].var_names.tolist() for m in MODALITIES},
         "is_trained": model.is_trained_,
         "n_train_calls": model.n_train_calls_,
+        "label_temperature": dict(model.label_temperature_),
         "history": {
             key: {
                 "index": [int(i) for i in frame.index],
@@ -271,6 +273,13 @@ def _check_settings(settings: Any, path: Path) -> None:
         raise _fail(path, "'init_params' must be an object")
     _check_init_params(init_params, path)
 
+    temperature = settings.get("label_temperature", dict.fromkeys(MODALITIES, 1.0))
+    if (
+        not isinstance(temperature, dict)
+        or sorted(temperature) != sorted(MODALITIES)
+        or not all(is_number(t) and 1 <= t < float("inf") for t in temperature.values())
+    ):
+        raise _fail(path, "'label_temperature' must map 'rna' and 'atac' to numbers >= 1")
     if not isinstance(settings.get("is_trained", True), bool):
         raise _fail(path, "'is_trained' must be true or false")
     n_calls = settings.get("n_train_calls", 0)

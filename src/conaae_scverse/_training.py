@@ -259,6 +259,7 @@ class TrainingMixin:
         self.n_train_calls_ += 1
         self.is_trained_ = True
         self.trainer = trainer
+        self._calibrate_labels()
 
     def _pseudo_label_release(self, max_epochs: int) -> PseudoLabelRelease | None:
         """Which cells train with a pseudo-label, and until which epoch of this call."""
@@ -350,6 +351,7 @@ class TrainingMixin:
         self._append_history(trainer, n_epochs=snapshot.completed_epochs)
         self.n_train_calls_ += 1
         self.is_trained_ = True
+        self._calibrate_labels()
         logger.warning(
             "Training stopped during epoch %d; the model keeps the weights and history of the "
             "%d completed epoch(s).",
