@@ -19,7 +19,10 @@ latent), with FOSCTTM of the same run (known pairs, evaluation only) and the cal
 - **no ATAC labels, OT prior, no contrastive term** (only with ``--settings``): the OT
   setting with the contrastive triplet's weight set to 0, to measure what the term gives.
 - **..., pseudo-labels held by the classifier** (only with ``--settings``): the OT or links
-  setting with ``pseudo_label_loss="classifier"``.
+  setting with ``pseudo_label_loss="classifier"`` (the default of the links prior).
+- **no ATAC labels, links prior, pseudo-labels held by the triplet** (only with
+  ``--settings``): the links setting with ``pseudo_label_loss="contrastive"``, its default
+  before ``"auto"``.
 
 Data: ``datasets.simulate`` (three equal-sized populations), the SNARE-seq cell lines, sci-CAR
 (treatment time), all cells, transductive; and the BMMC multiome starter (21 cell types, peak
@@ -82,10 +85,20 @@ SETTINGS = {
         "links",
         {"pseudo_label_loss": "classifier"},
     ),
+    "no ATAC labels, links prior, pseudo-labels held by the triplet": (
+        0.0,
+        "links",
+        {"pseudo_label_loss": "contrastive"},
+    ),
 }
 #: Diagnostics, run only when --settings names them: an option that is off by default, and
 #: a term of the default model switched off.
-DIAGNOSTIC_SETTINGS = ("depth invariance", "no contrastive term", "held by the classifier")
+DIAGNOSTIC_SETTINGS = (
+    "depth invariance",
+    "no contrastive term",
+    "held by the classifier",
+    "held by the triplet",
+)
 #: Run unless --settings says otherwise.
 DEFAULT_SETTINGS = tuple(
     name for name in SETTINGS if not any(what in name for what in DIAGNOSTIC_SETTINGS)

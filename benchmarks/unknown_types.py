@@ -21,6 +21,7 @@ Examples
 --------
 python benchmarks/unknown_types.py
 python benchmarks/unknown_types.py --datasets snare --seeds 2 --threads 1
+python benchmarks/unknown_types.py --merge all/unknown_types.json pbmc/unknown_types.json
 """
 
 from __future__ import annotations
@@ -154,10 +155,31 @@ def publish(results: list[dict], args: argparse.Namespace) -> None:
         "cells; the ATAC cells keep all types, unlabelled; no pairs. Novel: the ATAC cells of "
         "the removed type. Match distance: `conaae_match_distance`, the latent distance of an "
         "ATAC cell to its nearest RNA cell."
+        + (
+            " Merged from " + ", ".join(f"`{f}`" for f in args.merge) + "."
+            if getattr(args, "merge", None)
+            else ""
+        )
         + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
     )
     title = "Cell types missing from the reference (benchmarks/unknown_types.py)"
     common.publish(args, "unknown_types", title, note, table, {"results": results})
+
+
+def merge(args: argparse.Namespace) -> int:
+    """One table from earlier runs' JSON files; a later file's dataset replaces an earlier's."""
+    import json
+
+    by_dataset: dict[str, list[dict]] = {}
+    for path in args.merge:
+        runs = json.loads(path.read_text())["results"]
+        for dataset in {r["dataset"] for r in runs}:
+            by_dataset[dataset] = [r for r in runs if r["dataset"] == dataset]
+    args.datasets = [d for d in DATASETS if d in by_dataset]
+    args.seeds = max(r["seed"] for runs in by_dataset.values() for r in runs) + 1
+    args.merge = [str(path) for path in args.merge]  # JSON-ready, for the report
+    publish([r for d in args.datasets for r in by_dataset[d]], args)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--sim-cells", type=int, default=1200)
     parser.add_argument("--min-confidence", type=float, nargs="+", default=[0.5, 0.8])
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="render one table from the JSON files of earlier runs instead of running (a "
+        "later file's runs of a dataset replace an earlier file's)",
+    )
     common.add_standard_arguments(
         parser,
         seeds=4,
@@ -173,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=True,
     )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args)
     if args.quick:
         args.sim_cells, args.seeds, args.datasets = 300, 1, ["simulated"]
     common.quiet()

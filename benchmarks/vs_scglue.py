@@ -33,20 +33,22 @@ job. Both methods get the same cells, the same split and the same metrics:
   wall time of set-up + training + embedding, and peak memory of the process (RSS).
   For Con-AAE, a second table: the share and accuracy of the prior's pseudo-labels, the
   model's accuracy on those cells and on the rest, and how many wrong pseudo-labels it keeps.
-- diagnostics, only when asked: ``--methods conaae_links_release``, Con-AAE with links whose
-  pseudo-labels train for the first half of the epochs only (``pseudo_label_epochs=0.5``), to
-  see whether the wrong ones it keeps are held by training on them to the end; and
-  ``--methods conaae_links_depth``, Con-AAE with links on counts scaled per cell to the
-  median total (the copy of the data given to the model; ``input_transform="log1p"``), to
-  see what sequencing depth costs Con-AAE, whose inputs are log1p counts per feature; and
+- diagnostics, only when asked: ``--methods conaae_links_contrastive``, Con-AAE with links
+  whose pseudo-labels are held by the contrastive triplet (``pseudo_label_loss="contrastive"``,
+  the default before ``"auto"`` gave them to the classifier where the prior is the links'),
+  the setting of the release, depth and thinning rows; ``--methods conaae_links_release``,
+  Con-AAE with links whose pseudo-labels train for the first half of the epochs only
+  (``pseudo_label_epochs=0.5``), to see whether the wrong ones it keeps are held by training
+  on them to the end; and ``--methods conaae_links_depth``, Con-AAE with links on counts
+  scaled per cell to the median total (the copy of the data given to the model;
+  ``input_transform="log1p"``), to see what sequencing depth costs Con-AAE, whose inputs
+  are log1p counts per feature; and
   ``--methods conaae_links_thinning``, Con-AAE with links and the ``depth_invariance`` loss
   (weight 10, off by default): the data unchanged, the latents of binomially thinned counts
   pulled onto those of the full counts; and ``--methods conaae_links_no_contrastive``,
   Con-AAE with links and the contrastive triplet's weight set to 0; and ``--methods
-  conaae_links_classifier``, Con-AAE with links and ``pseudo_label_loss="classifier"``: the
-  share of ATAC cells with a pseudo-label moves that share of the contrastive weight to the
-  classifier; and ``--methods conaae_links_depth_classifier``, that option on counts scaled
-  per cell to the median depth (as ``conaae_links_depth``).
+  conaae_links_depth_classifier``, the default (the classifier holds the pseudo-labels) on
+  counts scaled per cell to the median depth (as ``conaae_links_depth``).
 - for every method, FOSCTTM split by whether the ATAC cell of a pair was labelled right:
   misplacement within populations against placement in a wrong one.
 
@@ -90,11 +92,11 @@ import _common as common
 METHODS = {
     "conaae": "Con-AAE, default (OT prior)",
     "conaae_links": "Con-AAE, peak-gene links (prior, anchors, consistency)",
-    "conaae_links_release": "Con-AAE, links, pseudo-labels for the first half of training",
-    "conaae_links_depth": "Con-AAE, links, counts scaled per cell to the median depth",
-    "conaae_links_thinning": "Con-AAE, links, depth invariance (thinned counts)",
+    "conaae_links_contrastive": "Con-AAE, links, pseudo-labels held by the triplet",
+    "conaae_links_release": "Con-AAE, links, triplet holds, pseudo-labels half of training",
+    "conaae_links_depth": "Con-AAE, links, triplet holds, counts scaled to the median depth",
+    "conaae_links_thinning": "Con-AAE, links, triplet holds, depth invariance",
     "conaae_links_no_contrastive": "Con-AAE, links, without the contrastive term",
-    "conaae_links_classifier": "Con-AAE, links, pseudo-labels held by the classifier",
     "conaae_links_depth_classifier": "Con-AAE, links, median depth, classifier holds",
     "scglue": "scGLUE",
     "diagvi": "DIAGVI (scvi-tools)",
@@ -102,16 +104,19 @@ METHODS = {
 #: Run unless --methods says otherwise (the release, depth, thinning and no-contrastive
 #: variants are diagnostics).
 DEFAULT_METHODS = ("conaae", "conaae_links", "scglue", "diagvi")
+#: The diagnostics below were measured before ``pseudo_label_loss="auto"`` made the classifier
+#: hold the links prior's pseudo-labels; they keep the triplet, so their rows stay comparable.
+TRIPLET_HOLDS = {"links": True, "pseudo_label_loss": "contrastive"}
 #: Keyword arguments of :func:`run_conaae` for each Con-AAE method (beyond ``links`` and
 #: ``depth``: those of :class:`~conaae_scverse.ConAAE`).
 CONAAE_SETTINGS = {
     "conaae": {"links": False},
     "conaae_links": {"links": True},
-    "conaae_links_release": {"links": True, "pseudo_label_epochs": 0.5},
-    "conaae_links_depth": {"links": True, "depth": True},
-    "conaae_links_thinning": {"links": True, "loss_weights": {"depth_invariance": 10.0}},
+    "conaae_links_contrastive": {"links": True, "pseudo_label_loss": "contrastive"},
+    "conaae_links_release": {**TRIPLET_HOLDS, "pseudo_label_epochs": 0.5},
+    "conaae_links_depth": {**TRIPLET_HOLDS, "depth": True},
+    "conaae_links_thinning": {**TRIPLET_HOLDS, "loss_weights": {"depth_invariance": 10.0}},
     "conaae_links_no_contrastive": {"links": True, "loss_weights": {"contrastive": 0.0}},
-    "conaae_links_classifier": {"links": True, "pseudo_label_loss": "classifier"},
     "conaae_links_depth_classifier": {
         "links": True,
         "depth": True,

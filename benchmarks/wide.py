@@ -22,7 +22,9 @@ Configurations (``--configs``):
   default), both modalities projected, so their thinned counts are projected once per model.
 - ``classifier_holds_pseudo_labels``: the default with ``pseudo_label_loss="classifier"``
   (the share of ATAC cells with a pseudo-label moves that share of the contrastive weight
-  to the classifier).
+  to the classifier), the default since ``pseudo_label_loss="auto"`` (links prior here);
+- ``triplet_holds_pseudo_labels``: the default with ``pseudo_label_loss="contrastive"``, the
+  default before ``"auto"``.
 
 Each run happens in a fresh process (peak RSS per run) and reports the time of each stage:
 ``setup`` (``setup_mudata`` + ``ConAAE(...)``: moments, projection, label prior), ``train``
@@ -66,6 +68,7 @@ CONFIGS = {
     "no_link_consistency": {"loss_weights": {"link_consistency": 0}},
     "depth_invariance": {"loss_weights": {"depth_invariance": 10.0}},
     "classifier_holds_pseudo_labels": {"pseudo_label_loss": "classifier"},
+    "triplet_holds_pseudo_labels": {"pseudo_label_loss": "contrastive"},
 }
 LABEL_KEY = "cell_type"
 

@@ -146,6 +146,7 @@ def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
         "--methods",
         "conaae",
         "conaae_links",
+        "conaae_links_contrastive",
         "conaae_links_release",
         "conaae_links_depth",
         "conaae_links_thinning",
@@ -153,9 +154,10 @@ def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
     )
     md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
     assert "simulate_wide(300" in md and "peak-gene links (prior, anchors, consistency)" in md
-    assert "pseudo-labels for the first half of training" in md
-    assert "counts scaled per cell to the median depth" in md
-    assert "depth invariance (thinned counts)" in md
+    assert "links, pseudo-labels held by the triplet" in md
+    assert "triplet holds, pseudo-labels half of training" in md
+    assert "triplet holds, counts scaled to the median depth" in md
+    assert "triplet holds, depth invariance" in md
     assert "without the contrastive term" in md
     assert "FOSCTTM, ATAC labelled right" in md
     assert "seed 0: accuracy" in proc.stdout
@@ -186,6 +188,36 @@ def test_scglue_comparison_combines_runs_of_separate_sessions(tmp_path):
     assert "| Con-AAE, peak-gene links (prior, anchors, consistency) | 0 1 | 0.40 0.50 |" in md
     assert "| scGLUE | 0 | 0.80 |" in md  # the later file wins
     assert "combined from the runs in" in md
+
+
+def test_unknown_types_merges_runs_a_later_file_replacing_a_dataset(tmp_path):
+    unknown_types = _import("unknown_types")
+
+    def run(dataset, held_out, seed, accuracy):
+        calls = {cut: {"novel_called_unknown": 0.5, "known_called_unknown": 0.1} for cut in "58"}
+        return {
+            "dataset": dataset,
+            "held_out": held_out,
+            "seed": seed,
+            "novel_fraction": 0.2,
+            "auroc": 0.7,
+            "auroc_match_distance": 0.6,
+            "auroc_prior": 0.8,
+            "known_accuracy": accuracy,
+            "calls": {f"0.{cut}": value for cut, value in calls.items()},
+        }
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(
+        json.dumps({"results": [run("snare", "BJ", 0, 0.91), run("pbmc", "T", 0, 0.70)]})
+    )
+    second.write_text(json.dumps({"results": [run("pbmc", "T", 0, 0.75)]}))
+    out = tmp_path / "out"
+    assert unknown_types.main(["--merge", str(first), str(second), "--out", str(out)]) == 0
+    md = (out / "unknown_types.md").read_text()
+    assert "| snare | BJ |" in md and md.count("| pbmc | T |") == 1
+    assert md.split("| pbmc | T |")[1].splitlines()[0].rstrip().endswith("| 0.75 |")
+    assert "Merged from" in md
 
 
 def test_scglue_comparison_gives_the_recall_of_each_type_per_seed():

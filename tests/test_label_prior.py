@@ -246,6 +246,7 @@ def test_pseudo_label_loss_moves_contrastive_weight_by_the_pseudo_labelled_share
     weights = model.module.weights
     assert weights.contrastive == pytest.approx(10 * (1 - share))
     assert weights.classifier == pytest.approx(1 + 10 * share)
+    # "auto" (default) keeps the triplet for the OT prior's pseudo-labels (no links here).
     paper = ConAAE(mdata, **small, prior_confidence=threshold).module.weights
     assert (paper.contrastive, paper.classifier) == (10, 1)
     # No pseudo-labels (both modalities labelled, or no prior): the paper's weights.
@@ -253,6 +254,20 @@ def test_pseudo_label_loss_moves_contrastive_weight_by_the_pseudo_labelled_share
     assert no_prior.module.weights == paper
     with pytest.raises(ValueError, match="pseudo_label_loss must be one of"):
         ConAAE(mdata, **small, pseudo_label_loss="triplet")
+
+
+def test_pseudo_labels_of_the_links_prior_are_held_by_the_classifier_by_default(recwarn):
+    mdata, links, _ = _linked_mudata()
+    ConAAE.setup_mudata(mdata, labels_key="cell_type", gene_links=links)
+    small = {"n_latent": 4, "n_hidden": (8,)}
+    model = ConAAE(mdata, **small)
+    assert model.label_prior_.source == "links"
+    share = np.mean(model.modalities_["atac"].labels >= 0)
+    assert share > 0
+    assert model.module.weights.contrastive == pytest.approx(10 * (1 - share))
+    assert model.module.weights.classifier == pytest.approx(1 + 10 * share)
+    triplet = ConAAE(mdata, **small, pseudo_label_loss="contrastive").module.weights
+    assert (triplet.contrastive, triplet.classifier) == (10, 1)
 
 
 def test_gene_links_are_validated():

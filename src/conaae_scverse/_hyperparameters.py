@@ -22,7 +22,7 @@ LABEL_PRIORS = ("auto", "links", "ot", "none")
 ALIGNMENTS = ("adversarial", "mmd", "none")
 CONTRASTIVE_MODES = ("auto", "supervised", "self_supervised")
 INPUT_TRANSFORMS = ("auto", "log1p", "none")
-PSEUDO_LABEL_LOSSES = ("contrastive", "classifier")
+PSEUDO_LABEL_LOSSES = ("auto", "contrastive", "classifier")
 DEFAULT_HIDDEN = (256, 128)
 
 
@@ -48,7 +48,7 @@ class Hyperparameters:
     label_prior: str = "auto"
     prior_confidence: float = 0.8
     pseudo_label_epochs: float = 1.0
-    pseudo_label_loss: str = "contrastive"
+    pseudo_label_loss: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -99,15 +99,30 @@ class Hyperparameters:
             return AUTO_INPUT_COMPONENTS if wide else 0
         return int(self.n_input_components) if n_features > self.n_input_components else 0
 
-    def loss_weight_values(self, pseudo_labelled: float = 0.0) -> LossWeights:
+    def pseudo_label_holder(self, prior_source: str | None) -> str:
+        """Resolve ``pseudo_label_loss`` against the source of the label prior.
+
+        ``"auto"`` is ``"classifier"`` for the links prior and ``"contrastive"`` otherwise:
+        pseudo-labels from gene activity are right often enough to be held by the classifier
+        alone, while the OT prior's, from the geometry, need the triplet that lines the
+        populations up (``benchmarks/vs_scglue.py``, ``benchmarks/label_transfer.py``).
+        """
+        if self.pseudo_label_loss != "auto":
+            return self.pseudo_label_loss
+        return "classifier" if prior_source == "links" else "contrastive"
+
+    def loss_weight_values(
+        self, pseudo_labelled: float = 0.0, prior_source: str | None = None
+    ) -> LossWeights:
         """Return the loss weights: the defaults, overridden by ``loss_weights``.
 
-        With ``pseudo_label_loss="classifier"``, the share ``pseudo_labelled`` (in [0, 1]) of
-        the unlabelled modality's cells that hold a pseudo-label moves that share of the
-        contrastive weight to the classifier.
+        Where the pseudo-labels are held by the classifier (:meth:`pseudo_label_holder` of
+        ``prior_source``), the share ``pseudo_labelled`` (in [0, 1]) of the unlabelled
+        modality's cells that hold a pseudo-label moves that share of the contrastive weight
+        to the classifier.
         """
         weights = LossWeights(**{**LossWeights().to_dict(), **self.loss_weights})
-        if self.pseudo_label_loss != "classifier" or pseudo_labelled <= 0:
+        if self.pseudo_label_holder(prior_source) != "classifier" or pseudo_labelled <= 0:
             return weights
         moved = weights.contrastive * min(pseudo_labelled, 1.0)
         return dataclasses.replace(
