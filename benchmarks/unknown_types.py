@@ -155,11 +155,7 @@ def publish(results: list[dict], args: argparse.Namespace) -> None:
         "cells; the ATAC cells keep all types, unlabelled; no pairs. Novel: the ATAC cells of "
         "the removed type. Match distance: `conaae_match_distance`, the latent distance of an "
         "ATAC cell to its nearest RNA cell."
-        + (
-            " Merged from " + ", ".join(f"`{f}`" for f in args.merge) + "."
-            if getattr(args, "merge", None)
-            else ""
-        )
+        + (" Merged from " + ", ".join(f"`{f}`" for f in args.merge) + "." if args.merge else "")
         + (" QUICK MODE: smoke test, numbers meaningless." if args.quick else "")
     )
     title = "Cell types missing from the reference (benchmarks/unknown_types.py)"

@@ -112,7 +112,7 @@ TRIPLET_HOLDS = {"links": True, "pseudo_label_loss": "contrastive"}
 CONAAE_SETTINGS = {
     "conaae": {"links": False},
     "conaae_links": {"links": True},
-    "conaae_links_contrastive": {"links": True, "pseudo_label_loss": "contrastive"},
+    "conaae_links_contrastive": TRIPLET_HOLDS,
     "conaae_links_release": {**TRIPLET_HOLDS, "pseudo_label_epochs": 0.5},
     "conaae_links_depth": {**TRIPLET_HOLDS, "depth": True},
     "conaae_links_thinning": {**TRIPLET_HOLDS, "loss_weights": {"depth_invariance": 10.0}},

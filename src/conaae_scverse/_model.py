@@ -12,13 +12,13 @@ import pandas as pd
 import torch
 
 from . import _data, _persistence, _registration
-from ._arguments import check_features, resolve_log1p
 from ._constants import MODALITIES
 from ._hyperparameters import DEFAULT_HIDDEN, Hyperparameters
 from ._inference import InferenceMixin
-from ._label_prior import LabelPrior, pseudo_label_unlabelled
+from ._label_prior import LabelPrior
 from ._link_consistency import fit_link_targets
 from ._mapping import MappingMixin
+from ._model_inputs import code_cells, input_settings
 from ._module import ConAAEModule
 from ._projection import fit_input_statistics
 from ._training import TrainingMixin
@@ -219,9 +219,7 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         ``saved``: restore what was saved; ``query``: a model of new samples mapped onto
         ``saved`` (:meth:`load_query_data`), which fits its own label prior.
         """
-        self.hyperparameters_ = hyperparameters
-        params = hyperparameters
-        input_transform = params.input_transform
+        self.hyperparameters_ = params = hyperparameters
         registry = None if saved is None else saved.settings
         _data.check_mudata(mdata)
         registration = _registration.recall_registration(mdata)
@@ -234,102 +232,27 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         registration.check_current(mdata)
         self.mdata = mdata
         self.setup_ = setup = registration.setup
-        adatas = registration.adatas
-        if isinstance(input_transform, Mapping):
-            allowed = {*MODALITIES, setup.rna_mod, setup.atac_mod}
-            unknown = sorted(set(map(str, input_transform)) - allowed)
-            if unknown:
-                msg = (
-                    f"input_transform has keys {unknown} that name no modality; use "
-                    f"{sorted(allowed)}."
-                )
-                raise KeyError(msg)
-        modalities = dict(registration.modalities)
-        matrices = {mod: data.matrix for mod, data in modalities.items()}
-        if registry is None:
-            categories = list(registration.categories)
-            samples = {mod: list(registration.batch_categories[mod]) for mod in MODALITIES}
-            log1p = {
-                mod: resolve_log1p(input_transform, mod, matrices[mod], setup.mod_name(mod))
-                for mod in MODALITIES
-            }
-            # Never more axes than the cells can span.
-            n_components = {
-                mod: min(
-                    params.input_components(matrices[mod].shape[1]), matrices[mod].shape[0] - 1
-                )
-                for mod in MODALITIES
-            }
-        else:
-            categories = list(registry["label_categories"])
-            # Models saved before samples existed have none.
-            samples = {
-                mod: list(registry.get("batch_categories", {}).get(mod, [])) for mod in MODALITIES
-            }
-            log1p = dict(registry["log1p"])
-            # Models saved before the projection existed have none.
-            n_components = dict(registry.get("n_components", dict.fromkeys(MODALITIES, 0)))
-            for mod in MODALITIES:
-                check_features(adatas[mod], registry["var_names"][mod], setup.mod_name(mod))
+        settings = input_settings(registration, params, registry)
+        categories, samples = settings.categories, settings.samples
+        log1p, n_components = settings.log1p, settings.n_components
+        n_reference, n_shared = settings.n_reference, settings.n_shared
         self.label_categories_ = categories
         self.batch_categories_ = samples
-        # Samples of the training data; later ones were mapped on (load_query_data).
-        saved_reference = {} if registry is None else registry.get("n_reference_batches", {})
-        n_reference = {
-            mod: int(saved_reference.get(mod, max(1, len(samples[mod])))) for mod in MODALITIES
-        }
-        # Samples sharing the encoders' input layers: in a new model, all of them.
-        n_shared = n_reference if registry is None else _persistence.shared_input_batches(registry)
         self.log1p_ = log1p
         self.n_components_ = n_components
-
-        if categories == registration.categories:
-            codes = {mod: data.labels.copy() for mod, data in modalities.items()}
-        else:  # a loaded model codes the labels over its own categories
-            codes = {
-                mod: _data.label_codes(adatas[mod], setup.labels_key, categories)
-                for mod in MODALITIES
-            }
-        registered = {mod: data.labels for mod, data in modalities.items()}
-        sample_codes = {mod: data.batches for mod, data in modalities.items()}
-        for mod in MODALITIES:
-            if samples[mod] != registration.batch_categories[mod]:  # a loaded model's own
-                sample_codes[mod] = _data.batch_codes(
-                    adatas[mod], setup.batch_key, samples[mod], setup.mod_name(mod)
-                )
-        # A modality without any label gets pseudo-labels from a prior (not when loading:
-        # the prior only steers training, and is not saved). A query's unlabelled samples need
-        # it as much as a new model's do.
-        self.label_prior_: LabelPrior | None = None
-        self.prior_modality_: str | None = None
-        if (registry is None or query) and setup.anchor_key is None:
-            self.label_prior_, self.prior_modality_ = pseudo_label_unlabelled(
-                params.label_prior,
-                matrices,
-                codes,
-                n_labels=len(categories),
-                log1p=log1p,
-                gene_links=registration.gene_links,
-                rna_var_names=adatas[MODALITIES.RNA].var_names,
-                min_confidence=params.prior_confidence,
-                seed=params.seed,
-            )
-        for mod in MODALITIES:
-            # Registered once; a modality whose labels or samples this model codes otherwise
-            # gets its own.
-            if not (
-                np.array_equal(codes[mod], registered[mod])
-                and np.array_equal(sample_codes[mod], modalities[mod].batches)
-            ):
-                modalities[mod] = _data.build_modality(
-                    mod, adatas[mod], matrices[mod], codes[mod], sample_codes[mod]
-                )
-        self.modalities_: dict[str, _data.ModalityData] = modalities
-        pseudo_labelled = (
-            float((codes[self.prior_modality_] >= 0).mean()) if self.prior_modality_ else 0.0
+        # A query's unlabelled samples need the label prior as much as a new model's do.
+        coded = code_cells(
+            registration,
+            settings,
+            params,
+            fit_prior=(registry is None or query) and setup.anchor_key is None,
         )
+        self.label_prior_: LabelPrior | None = coded.prior
+        self.prior_modality_: str | None = coded.prior_modality
+        self.modalities_: dict[str, _data.ModalityData] = coded.modalities
+        matrices = {mod: data.matrix for mod, data in registration.modalities.items()}
         weights = params.loss_weight_values(
-            pseudo_labelled, getattr(self.label_prior_, "source", None)
+            coded.pseudo_labelled, getattr(self.label_prior_, "source", None)
         )
         self.anchor_pairs_ = registration.anchor_pairs
         link_anchors = getattr(self.label_prior_, "anchors", None)
@@ -342,7 +265,9 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         if anchors_from_links:
             self.anchor_pairs_ = link_anchors
         self.link_targets_ = (
-            fit_link_targets(registration.gene_links, matrices, adatas, log1p, params.seed)
+            fit_link_targets(
+                registration.gene_links, matrices, registration.adatas, log1p, params.seed
+            )
             if weights.link_consistency > 0 and (registry is None or query)
             else None
         )
