@@ -15,6 +15,7 @@ Honesty rules kept here, so that every script follows them:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -164,6 +165,20 @@ def start_worker(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def _with_threads(function: Callable[[Any], Any], threads: int | None, task: Any) -> Any:
+    """``function(task)`` with torch set to ``threads`` threads again first.
+
+    A library called by an earlier task of the same process can set the OpenMP runtime that
+    torch shares back to every core (scanpy's ``normalize_total`` does, through numba):
+    later tasks would train with other threads, so other numbers and times.
+    """
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return function(task)
+
+
 def print_run(task: Sequence[Any], result: Any) -> None:
     """Print a finished run of a ``(config, seed, ...)`` task: an ``on_result`` of run_tasks."""
     print(f"{task[0]}, seed {task[1]}: {result}", flush=True)
@@ -185,17 +200,18 @@ def run_tasks(
     ``function`` and the tasks must pickle: a module-level function and plain values.
     """
     results: list[Any] = []
+    each = functools.partial(_with_threads, function, threads)
     if jobs <= 1 or len(tasks) <= 1:
         start_worker(threads)
         for task in tasks:
-            results.append(function(task))
+            results.append(each(task))
             if on_result is not None:
                 on_result(task, results[-1])
         return results
     with ProcessPoolExecutor(
         max_workers=min(jobs, len(tasks)), initializer=start_worker, initargs=(threads,)
     ) as pool:
-        for task, result in zip(tasks, pool.map(function, tasks), strict=True):
+        for task, result in zip(tasks, pool.map(each, tasks), strict=True):
             results.append(result)
             if on_result is not None:
                 on_result(task, result)
@@ -278,7 +294,9 @@ def rna_clusters(rna: ad.AnnData, *, resolution: float = 0.3) -> pd.Series:
     so every run scores against the same labels.
     """
     import scanpy as sc
+    import torch
 
+    threads = torch.get_num_threads()
     data = ad.AnnData(X=rna.X.copy(), obs=pd.DataFrame(index=rna.obs_names))
     data.var_names = rna.var_names
     sc.pp.normalize_total(data, target_sum=1e4)
@@ -293,6 +311,9 @@ def rna_clusters(rna: ad.AnnData, *, resolution: float = 0.3) -> pd.Series:
         directed=False,
         random_state=0,
     )
+    # scanpy's numba kernels (normalize_total) set the OpenMP runtime torch shares to every
+    # core: the model would then train on other threads than the run asked for.
+    torch.set_num_threads(threads)
     values = data.X.toarray() if hasattr(data.X, "toarray") else np.asarray(data.X)
     clusters = data.obs["leiden"].astype(str)
     means = pd.DataFrame(values, columns=data.var_names).groupby(clusters.to_numpy()).mean()
@@ -357,6 +378,22 @@ def gene_links(mdata: md.MuData, data_dir: str | os.PathLike[str] | None = None)
 
     annotation = resolve_data_dir(data_dir) / ANNOTATIONS[mdata.uns["dataset"]["genome"]]
     return pp.link_peaks_to_genes(mdata.mod["atac"], annotation, genes=mdata.mod["rna"].var_names)
+
+
+def scale_to_median_depth(mdata: md.MuData) -> None:
+    """Scale each modality's counts per cell to the modality's median total, in place.
+
+    The copy of the data a benchmark gives the model (with ``input_transform="log1p"``:
+    scaled counts are not integers), to see what sequencing depth costs it.
+    """
+    from scipy import sparse
+
+    from conaae_scverse._cell_representation import median_total_factors
+
+    for adata in mdata.mod.values():
+        counts = sparse.csr_matrix(adata.X, dtype=np.float32)
+        factors = median_total_factors(counts).astype(np.float32)
+        adata.X = sparse.csr_matrix(sparse.diags(factors) @ counts)
 
 
 def partner_index(mdata: md.MuData) -> np.ndarray:

@@ -23,6 +23,11 @@ latent), with FOSCTTM of the same run (known pairs, evaluation only) and the cal
 - **no ATAC labels, links prior, pseudo-labels held by the triplet** (only with
   ``--settings``): the links setting with ``pseudo_label_loss="contrastive"``, its default
   before ``"auto"``.
+- **..., counts scaled to the median depth** (only with ``--settings``): the OT or links
+  setting on counts scaled per cell to the modality's median total (all cells of a dataset,
+  before any split; ``input_transform="log1p"``), to see what sequencing depth does to each
+  dataset where no coordinates exist, as ``vs_scglue.py --methods conaae_links_depth`` does
+  where they do. Only on data of counts (sci-CAR, BMMC, PBMC).
 
 Data: ``datasets.simulate`` (three equal-sized populations), the SNARE-seq cell lines, sci-CAR
 (treatment time), all cells, transductive; and the BMMC multiome starter (21 cell types, peak
@@ -54,6 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
+#: Settings whose data are counts scaled per cell to the median total.
+MEDIAN_DEPTH = "counts scaled to the median depth"
 #: Setting name -> (fraction of ATAC labels kept, label_prior, other ConAAE arguments).
 SETTINGS = {
     "no ATAC labels, no prior": (0.0, "none", {}),
@@ -90,6 +97,9 @@ SETTINGS = {
         "links",
         {"pseudo_label_loss": "contrastive"},
     ),
+    # Scaled counts are not integers: "auto" would take them for normalised values.
+    f"no ATAC labels, OT prior, {MEDIAN_DEPTH}": (0.0, "ot", {"input_transform": "log1p"}),
+    f"no ATAC labels, links prior, {MEDIAN_DEPTH}": (0.0, "links", {"input_transform": "log1p"}),
 }
 #: Diagnostics, run only when --settings names them: an option that is off by default, and
 #: a term of the default model switched off.
@@ -98,6 +108,7 @@ DIAGNOSTIC_SETTINGS = (
     "no contrastive term",
     "held by the classifier",
     "held by the triplet",
+    MEDIAN_DEPTH,
 )
 #: Run unless --settings says otherwise.
 DEFAULT_SETTINGS = tuple(
@@ -105,13 +116,17 @@ DEFAULT_SETTINGS = tuple(
 )
 #: Datasets whose peaks have genomic coordinates (the links prior runs only there).
 WITH_COORDINATES = {"bmmc", "pbmc"}
+#: Datasets of counts in both modalities (depth scaling runs only there; the SNARE-seq files
+#: and ``datasets.simulate`` hold normalised values).
+WITH_COUNTS = {"bmmc", "pbmc", "sci_car"}
 
 
 def settings_for(dataset: str) -> dict[str, tuple[float, str, dict]]:
     return {
         name: spec
         for name, spec in SETTINGS.items()
-        if spec[1] != "links" or dataset in WITH_COORDINATES
+        if (spec[1] != "links" or dataset in WITH_COORDINATES)
+        and (MEDIAN_DEPTH not in name or dataset in WITH_COUNTS)
     }
 
 
@@ -137,6 +152,8 @@ def run(task: tuple[str, int, str, argparse.Namespace]) -> dict:
         mdata = common.load_dataset(dataset, n_cells=args.sim_cells, random_state=seed)
     else:
         mdata = common.load_dataset(dataset, args.data_dir, random_state=seed)
+    if MEDIAN_DEPTH in setting:
+        common.scale_to_median_depth(mdata)
     train, test = _split(mdata, dataset)
     atac = train.mod["atac"].obs
     truth_train = atac[key].astype(str).to_numpy()

@@ -153,18 +153,6 @@ def _links(mdata, args):
     return pp.link_peaks_to_genes(mdata.mod["atac"], rna.var, genes=rna.var_names)
 
 
-def _scale_to_median_depth(mdata) -> None:
-    """Scale each modality's counts per cell to the modality's median total, in place."""
-    from scipy import sparse
-
-    from conaae_scverse._cell_representation import median_total_factors
-
-    for adata in mdata.mod.values():
-        counts = sparse.csr_matrix(adata.X, dtype=np.float32)
-        factors = median_total_factors(counts).astype(np.float32)
-        adata.X = sparse.csr_matrix(sparse.diags(factors) @ counts)
-
-
 def run_conaae(
     seed: int,
     args,
@@ -179,7 +167,7 @@ def run_conaae(
     start = time.perf_counter()
     atac_counts = mdata.mod["atac"].X  # the ATAC-alone columns read the raw counts
     if depth:
-        _scale_to_median_depth(mdata)
+        common.scale_to_median_depth(mdata)
     gene_links = _links(mdata, args) if links else None
     ConAAE.setup_mudata(mdata, labels_key=LABEL_KEY, gene_links=gene_links)
     model = ConAAE(
@@ -256,6 +244,7 @@ def run_scglue(seed: int, args) -> dict:
     import networkx as nx
     import scanpy as sc
     import scglue
+    import torch
     from sklearn.neighbors import KNeighborsClassifier
 
     mdata, truth = _unpaired(seed, args)
@@ -269,11 +258,13 @@ def run_scglue(seed: int, args) -> dict:
     rna.var["highly_variable"] = True
     atac.var["highly_variable"] = True
     prepared = rna.copy()
+    threads = torch.get_num_threads()
     sc.pp.normalize_total(prepared)
     sc.pp.log1p(prepared)
     sc.pp.scale(prepared)
     n_comps = min(50, rna.n_obs - 1, rna.n_vars - 1)
     sc.tl.pca(prepared, n_comps=n_comps, random_state=seed)
+    torch.set_num_threads(threads)  # normalize_total (numba) put torch's OpenMP to every core
     rna.obsm["X_pca"] = prepared.obsm["X_pca"]
     atac.obsm["X_lsi"] = _lsi(atac.X, n_comps, seed)
 

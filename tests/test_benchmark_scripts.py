@@ -75,6 +75,49 @@ def test_run_tasks_returns_results_in_task_order(jobs):
     assert seen == [(3, 9), (1, 1), (2, 4)]
 
 
+def _threads_then_spoil(task: int) -> int:
+    """Torch threads at the start of a task, which then leaves them at 2 (as numba does)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    return threads
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_tasks_gives_every_task_the_threads_asked_for(jobs):
+    import torch
+
+    common = _import("_common")
+    before = torch.get_num_threads()
+    try:
+        # An earlier task of the same process must not change a later task's threads.
+        assert common.run_tasks(_threads_then_spoil, [0, 1, 2], jobs=jobs, threads=1) == [1, 1, 1]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_rna_clusters_leave_torch_threads_as_they_were():
+    import anndata as ad
+    import numpy as np
+    import torch
+    from scipy import sparse
+
+    common = _import("_common")
+    rng = np.random.default_rng(0)
+    counts = sparse.csr_matrix(rng.poisson(2.0, size=(120, 30)).astype(np.float32))
+    rna = ad.AnnData(counts)
+    rna.var_names = [f"g{i}" for i in range(30)]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        clusters = common.rna_clusters(rna)
+        assert len(clusters) == 120
+        assert torch.get_num_threads() == 1  # scanpy's numba kernels would leave every core
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", STANDARD_SCRIPTS)
 def test_every_script_takes_the_standard_flags(script):
@@ -273,10 +316,10 @@ def test_depth_diagnostic_scales_every_cell_to_the_median_total():
     import numpy as np
     from scipy import sparse
 
-    vs_scglue = _import("vs_scglue")
+    common = _import("_common")
     counts = sparse.csr_matrix(np.array([[1.0, 1.0], [4.0, 0.0], [0.0, 9.0]]))
     mdata = md.MuData({"rna": ad.AnnData(counts.copy()), "atac": ad.AnnData(counts.copy())})
-    vs_scglue._scale_to_median_depth(mdata)
+    common.scale_to_median_depth(mdata)
     for adata in mdata.mod.values():
         np.testing.assert_allclose(np.asarray(adata.X.sum(axis=1)).ravel(), [4.0, 4.0, 4.0])
         np.testing.assert_allclose(adata.X.toarray()[2], [0.0, 4.0])  # zeros stay zeros
@@ -285,6 +328,20 @@ def test_depth_diagnostic_scales_every_cell_to_the_median_total():
 
     scaled = sc.pp.normalize_total(ad.AnnData(counts.copy()), inplace=False)["X"]
     np.testing.assert_allclose(scaled.toarray(), mdata["rna"].X.toarray(), rtol=1e-6)
+
+
+def test_label_transfer_scales_depth_only_where_both_modalities_hold_counts():
+    label_transfer = _import("label_transfer")
+    depth = label_transfer.MEDIAN_DEPTH
+    for dataset in ("sci_car", "bmmc", "pbmc"):
+        assert any(depth in name for name in label_transfer.settings_for(dataset)), dataset
+    # The SNARE-seq files and datasets.simulate hold normalised values, not counts.
+    for dataset in ("snare", "simulated"):
+        assert not any(depth in name for name in label_transfer.settings_for(dataset))
+    # A diagnostic: never among the settings run by default.
+    assert not any(depth in name for name in label_transfer.DEFAULT_SETTINGS)
+    # The links setting still needs coordinates.
+    assert f"no ATAC labels, links prior, {depth}" not in label_transfer.settings_for("sci_car")
 
 
 def test_diagvi_guidance_graph_joins_linked_features_both_ways():
