@@ -194,7 +194,8 @@ def run_tasks(
 ) -> list[Any]:
     """``function(task)`` for every task, in this process or in ``jobs`` worker processes.
 
-    Each process (this one when ``jobs <= 1``) first limits torch to ``threads`` threads.
+    Each process (this one when ``jobs <= 1``) limits torch to ``threads`` threads, again
+    before every task (:func:`_with_threads`).
     Results come back in task order; ``on_result(task, result)`` is called for each as soon
     as it and every task before it are done (to print progress). With ``jobs > 1``,
     ``function`` and the tasks must pickle: a module-level function and plain values.
