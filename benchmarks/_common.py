@@ -24,8 +24,9 @@ import platform
 import resource
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -165,12 +166,28 @@ def start_worker(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Give torch back its thread count on leaving: for scanpy preprocessing in a run.
+
+    scanpy's ``normalize_total`` (through numba) sets the OpenMP runtime that torch shares to
+    every core; a model trained afterwards would use other threads than the run asked for.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _with_threads(function: Callable[[Any], Any], threads: int | None, task: Any) -> Any:
     """``function(task)`` with torch set to ``threads`` threads again first.
 
     A library called by an earlier task of the same process can set the OpenMP runtime that
-    torch shares back to every core (scanpy's ``normalize_total`` does, through numba):
-    later tasks would train with other threads, so other numbers and times.
+    torch shares back to every core (see :func:`torch_threads_kept`): later tasks would train
+    with other threads, so other numbers and times.
     """
     if threads is not None:
         import torch
@@ -295,26 +312,22 @@ def rna_clusters(rna: ad.AnnData, *, resolution: float = 0.3) -> pd.Series:
     so every run scores against the same labels.
     """
     import scanpy as sc
-    import torch
 
-    threads = torch.get_num_threads()
     data = ad.AnnData(X=rna.X.copy(), obs=pd.DataFrame(index=rna.obs_names))
     data.var_names = rna.var_names
-    sc.pp.normalize_total(data, target_sum=1e4)
-    sc.pp.log1p(data)
-    sc.pp.pca(data, n_comps=min(20, data.n_vars - 1), random_state=0)
-    sc.pp.neighbors(data, random_state=0)
-    sc.tl.leiden(
-        data,
-        resolution=resolution,
-        flavor="igraph",
-        n_iterations=2,
-        directed=False,
-        random_state=0,
-    )
-    # scanpy's numba kernels (normalize_total) set the OpenMP runtime torch shares to every
-    # core: the model would then train on other threads than the run asked for.
-    torch.set_num_threads(threads)
+    with torch_threads_kept():
+        sc.pp.normalize_total(data, target_sum=1e4)
+        sc.pp.log1p(data)
+        sc.pp.pca(data, n_comps=min(20, data.n_vars - 1), random_state=0)
+        sc.pp.neighbors(data, random_state=0)
+        sc.tl.leiden(
+            data,
+            resolution=resolution,
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
+            random_state=0,
+        )
     values = data.X.toarray() if hasattr(data.X, "toarray") else np.asarray(data.X)
     clusters = data.obs["leiden"].astype(str)
     means = pd.DataFrame(values, columns=data.var_names).groupby(clusters.to_numpy()).mean()

@@ -244,7 +244,6 @@ def run_scglue(seed: int, args) -> dict:
     import networkx as nx
     import scanpy as sc
     import scglue
-    import torch
     from sklearn.neighbors import KNeighborsClassifier
 
     mdata, truth = _unpaired(seed, args)
@@ -258,13 +257,12 @@ def run_scglue(seed: int, args) -> dict:
     rna.var["highly_variable"] = True
     atac.var["highly_variable"] = True
     prepared = rna.copy()
-    threads = torch.get_num_threads()
-    sc.pp.normalize_total(prepared)
-    sc.pp.log1p(prepared)
-    sc.pp.scale(prepared)
     n_comps = min(50, rna.n_obs - 1, rna.n_vars - 1)
-    sc.tl.pca(prepared, n_comps=n_comps, random_state=seed)
-    torch.set_num_threads(threads)  # normalize_total (numba) put torch's OpenMP to every core
+    with common.torch_threads_kept():
+        sc.pp.normalize_total(prepared)
+        sc.pp.log1p(prepared)
+        sc.pp.scale(prepared)
+        sc.tl.pca(prepared, n_comps=n_comps, random_state=seed)
     rna.obsm["X_pca"] = prepared.obsm["X_pca"]
     atac.obsm["X_lsi"] = _lsi(atac.X, n_comps, seed)
 
