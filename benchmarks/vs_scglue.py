@@ -48,7 +48,9 @@ job. Both methods get the same cells, the same split and the same metrics:
   pulled onto those of the full counts; and ``--methods conaae_links_no_contrastive``,
   Con-AAE with links and the contrastive triplet's weight set to 0; and ``--methods
   conaae_links_depth_classifier``, the default (the classifier holds the pseudo-labels) on
-  counts scaled per cell to the median depth (as ``conaae_links_depth``).
+  counts scaled per cell to the median depth (as ``conaae_links_depth``); and ``--methods
+  conaae_links_normalized``, the default with links and ``input_transform="normalize_log1p"``
+  (the model scales each cell's counts to 10,000 before log1p, in both modalities).
 - for every method, FOSCTTM split by whether the ATAC cell of a pair was labelled right:
   misplacement within populations against placement in a wrong one.
 
@@ -98,6 +100,7 @@ METHODS = {
     "conaae_links_thinning": "Con-AAE, links, triplet holds, depth invariance",
     "conaae_links_no_contrastive": "Con-AAE, links, without the contrastive term",
     "conaae_links_depth_classifier": "Con-AAE, links, median depth, classifier holds",
+    "conaae_links_normalized": "Con-AAE, links, counts normalised per cell (normalize_log1p)",
     "scglue": "scGLUE",
     "diagvi": "DIAGVI (scvi-tools)",
 }
@@ -122,6 +125,7 @@ CONAAE_SETTINGS = {
         "depth": True,
         "pseudo_label_loss": "classifier",
     },
+    "conaae_links_normalized": {"links": True, "input_transform": "normalize_log1p"},
 }
 LABEL_KEY = "cell_type"
 

@@ -107,6 +107,19 @@ def test_run_input_components(h5mu, tmp_path, capsys):
     assert settings["n_components"] == {"rna": 5, "atac": 5}
 
 
+def test_run_input_transform(h5mu, tmp_path):
+    argv = [str(h5mu), "-o", str(tmp_path / "o.h5mu"), "--max-epochs", "1", "--quiet"]
+    model_dir = tmp_path / "model"
+    argv += ["--input-transform", "normalize_log1p", "--save-model", str(model_dir)]
+    assert main(["run", *argv]) == 0
+    settings = json.loads((model_dir / "settings.json").read_text())
+    assert settings["log1p"] == {"rna": True, "atac": True}
+    assert all(total > 0 for total in settings["cell_total"].values())
+    with pytest.raises(SystemExit) as info:  # argparse: not one of the choices
+        main(["run", *argv[:-2], "--input-transform", "sqrt", "--overwrite"])
+    assert info.value.code == 2
+
+
 def test_run_missing_input_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["run", str(tmp_path / "nope.h5mu"), "-o", str(tmp_path / "out.h5mu")])
     assert code == 2

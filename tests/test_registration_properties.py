@@ -108,7 +108,10 @@ def build(spec: dict) -> md.MuData:
 
 
 @PROPERTY_SETTINGS
-@given(spec=mudata_specs(), input_transform=st.sampled_from(("auto", "log1p", "none")))
+@given(
+    spec=mudata_specs(),
+    input_transform=st.sampled_from(("auto", "log1p", "normalize_log1p", "none")),
+)
 def test_setup_and_init_succeed_or_raise_documented_errors(spec, input_transform):
     mdata = build(spec)
     labels_key = None if spec["pattern"] == "none" else "cell_type"

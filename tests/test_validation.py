@@ -505,7 +505,7 @@ def test_load_onto_data_with_other_features(small, tmp_path):
         ({"latent_batch_norm": "yes"}, TypeError, r"latent_batch_norm must be True or False"),
         ({"seed": -1}, ValueError, r"seed must be a non-negative integer, got -1"),
         ({"seed": 1.5}, ValueError, r"seed must be a non-negative integer, got 1.5"),
-        ({"input_transform": "log"}, ValueError, r"input_transform must be 'auto', 'log1p' or"),
+        ({"input_transform": "log"}, ValueError, r"must be 'auto', 'log1p', 'normalize_log1p' or"),
         ({"input_transform": {"rna": "lg"}}, ValueError, r"input_transform must be 'auto'"),
         ({"input_transform": 3}, TypeError, r"input_transform must be a dict, got int"),
         ({"input_transform": {"prot": "none"}}, KeyError, r"input_transform has keys \['prot'"),

@@ -34,24 +34,33 @@ def check_features(adata: ad.AnnData, var_names: Sequence[str], mod_name: str) -
     raise ValueError(msg)
 
 
-def resolve_log1p(transform, mod: str, matrix, mod_name: str) -> bool:
+def resolve_input_transform(transform, mod: str, matrix, mod_name: str) -> str:
+    """Return one modality's transform: ``"normalize_log1p"``, ``"log1p"`` or ``"none"``."""
     choice = (
         transform.get(mod, transform.get(mod_name, "auto"))
         if isinstance(transform, Mapping)
         else transform
     )
-    if choice not in ("auto", "log1p", "none"):
-        msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
-        raise ValueError(msg)
-    if choice == "log1p" and _data.min_value(matrix) < 0:
+    if choice not in INPUT_TRANSFORMS:
+        raise ValueError(input_transform_error(choice))
+    if choice in ("log1p", "normalize_log1p") and _data.min_value(matrix) < 0:
         msg = (
-            f"Modality {mod_name!r} has negative values, but input_transform='log1p' expects "
-            "counts. Pass raw counts (e.g. rna_layer='counts') or use input_transform='none'."
+            f"Modality {mod_name!r} has negative values, but input_transform={choice!r} "
+            "expects counts. Pass raw counts (e.g. rna_layer='counts') or use "
+            "input_transform='none'."
         )
         raise ValueError(msg)
     if choice == "auto":
-        return _data.looks_like_counts(matrix)
-    return choice == "log1p"
+        return "log1p" if _data.looks_like_counts(matrix) else "none"
+    return choice
+
+
+#: What ``input_transform`` may say, for both modalities or for each.
+INPUT_TRANSFORMS = ("auto", "log1p", "normalize_log1p", "none")
+
+
+def input_transform_error(choice) -> str:
+    return f"input_transform must be 'auto', 'log1p', 'normalize_log1p' or 'none', got {choice!r}."
 
 
 def check_fraction(name: str, value: float, *, allow_zero: bool = False) -> None:

@@ -330,10 +330,53 @@ def build_modality(
     )
 
 
+def transformed_rows(
+    block: np.ndarray | sparse.spmatrix, *, log1p: bool, cell_total: float = 0.0
+) -> np.ndarray | sparse.csr_matrix:
+    """Return a float64 copy of rows: scaled per cell to ``cell_total`` (if > 0), log1p.
+
+    Sparse blocks stay sparse (both steps keep zeros zero); empty cells stay zero.
+    """
+    if sparse.issparse(block):
+        out = sparse.csr_matrix(block, dtype=np.float64, copy=True)
+        out.sum_duplicates()
+        values = out.data
+        if cell_total:
+            values *= np.repeat(_total_factors(out, cell_total), np.diff(out.indptr))
+    else:
+        out = np.array(block, dtype=np.float64)
+        values = out
+        if cell_total:
+            values *= _total_factors(out, cell_total)[:, None]
+    if log1p:
+        np.log1p(np.maximum(values, 0, out=values), out=values)
+    return out
+
+
+def _total_factors(block: np.ndarray | sparse.csr_matrix, cell_total: float) -> np.ndarray:
+    totals = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
+    return np.divide(cell_total, totals, out=np.zeros_like(totals), where=totals > 0)
+
+
+def median_cell_total(matrix: np.ndarray | sparse.spmatrix) -> float:
+    """Median total of the non-empty cells (1 if all are empty), read in row chunks.
+
+    The total that ``sc.pp.normalize_total`` scales cells to by default.
+    """
+    totals = np.concatenate(
+        [
+            np.asarray(matrix[start : start + _ROW_CHUNK].sum(axis=1), dtype=np.float64).ravel()
+            for start in range(0, matrix.shape[0], _ROW_CHUNK)
+        ]
+    )
+    totals = totals[totals > 0]
+    return float(np.median(totals)) if len(totals) else 1.0
+
+
 def feature_moments(
-    matrix: np.ndarray | sparse.spmatrix, *, log1p: bool
+    matrix: np.ndarray | sparse.spmatrix, *, log1p: bool, cell_total: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation, after log1p if asked, in row chunks.
+    """Per-feature mean and standard deviation of :func:`transformed_rows`, in row chunks.
 
     Row chunks keep memory to one chunk of the matrix, never a dense copy of all of it.
     """
@@ -341,18 +384,14 @@ def feature_moments(
     total = np.zeros(n_vars, dtype=np.float64)
     total_sq = np.zeros(n_vars, dtype=np.float64)
     for start in range(0, n_obs, _ROW_CHUNK):
-        block = matrix[start : start + _ROW_CHUNK]
+        block = transformed_rows(
+            matrix[start : start + _ROW_CHUNK], log1p=log1p, cell_total=cell_total
+        )
         if sparse.issparse(block):
-            block = sparse.csr_matrix(block, dtype=np.float64, copy=True)
-            if log1p:
-                np.log1p(block.data, out=block.data)
             total += np.asarray(block.sum(axis=0)).ravel()
             block.data **= 2
             total_sq += np.asarray(block.sum(axis=0)).ravel()
         else:
-            block = np.asarray(block, dtype=np.float64)
-            if log1p:
-                block = np.log1p(block)
             total += block.sum(axis=0)
             total_sq += (block**2).sum(axis=0)
     mean = total / n_obs

@@ -14,14 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from ._arguments import is_int, is_number, normalize_mapping
+from ._arguments import (
+    INPUT_TRANSFORMS,
+    input_transform_error,
+    is_int,
+    is_number,
+    normalize_mapping,
+)
 from ._constants import AUTO_INPUT_COMPONENTS, AUTO_PROJECTION_MIN_FEATURES
 from ._networks import LossWeights
 
 LABEL_PRIORS = ("auto", "links", "ot", "none")
 ALIGNMENTS = ("adversarial", "mmd", "none")
 CONTRASTIVE_MODES = ("auto", "supervised", "self_supervised")
-INPUT_TRANSFORMS = ("auto", "log1p", "none")
 PSEUDO_LABEL_LOSSES = ("auto", "contrastive", "classifier")
 DEFAULT_HIDDEN = (256, 128)
 
@@ -230,8 +235,7 @@ class Hyperparameters:
         transform = self.input_transform
         for choice in [transform] if isinstance(transform, str) else transform.values():
             if choice not in INPUT_TRANSFORMS:
-                msg = f"input_transform must be 'auto', 'log1p' or 'none', got {choice!r}."
-                raise ValueError(msg)
+                raise ValueError(input_transform_error(choice))
 
 
 def _hidden(n_hidden: Any) -> str | tuple[int, ...]:

@@ -8,16 +8,22 @@ from ._losses import thin_counts, thin_sparse_counts
 from ._networks import sparse_csr
 from ._projection import CLIP, Projection
 
+
+def _total_factors(totals: torch.Tensor, cell_total: float) -> torch.Tensor:
+    """Factors scaling cells of these totals to ``cell_total`` (0 for empty cells)."""
+    return torch.where(totals > 0, cell_total / totals.clamp_min(1e-12), torch.zeros_like(totals))
+
+
 #: Least share of its counts that a thinned cell keeps (``depth_invariance``).
 THINNING_LOWEST_FRACTION = 0.2
 
 
 class InputRepresentationMixin:
-    """Raw values -> encoder input: log1p, per-feature z-scores, principal-axis scores.
+    """Raw values -> encoder input: scaled per cell, log1p, z-scores, principal-axis scores.
 
-    Mixed into :class:`~conaae_scverse._module.ConAAEModule`, whose ``log1p`` and
-    ``n_components`` settings and per-modality buffers (``<mod>_mean``, ``<mod>_std``,
-    ``<mod>_components``, ``<mod>_score_mean``, ``<mod>_score_scale``) it uses.
+    Mixed into :class:`~conaae_scverse._module.ConAAEModule`, whose ``cell_total``,
+    ``log1p`` and ``n_components`` settings and per-modality buffers (``<mod>_mean``,
+    ``<mod>_std``, ``<mod>_components``, ``<mod>_score_mean``, ``<mod>_score_scale``) it uses.
     """
 
     def set_feature_moments(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -37,7 +43,9 @@ class InputRepresentationMixin:
         return bool(self.n_components[modality])
 
     def standardize(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Raw input -> (log1p) -> per-feature z-score, clipped to +-10."""
+        """Raw input -> (scaled per cell, log1p) -> per-feature z-score, clipped to +-10."""
+        if self.cell_total[modality]:
+            x = x * _total_factors(x.sum(dim=1, keepdim=True), self.cell_total[modality])
         if self.log1p[modality]:
             x = torch.log1p(x.clamp_min(0))
         x = (x - getattr(self, f"{modality}_mean")) / getattr(self, f"{modality}_std")
@@ -70,6 +78,14 @@ class InputRepresentationMixin:
         zero_value = (-mean / std).clamp(-CLIP, CLIP)  # log1p(0) = 0
         columns = x.col_indices()
         values = x.values()
+        if self.cell_total[modality]:
+            crow = x.crow_indices()
+            rows = torch.repeat_interleave(
+                torch.arange(x.shape[0], device=values.device), crow[1:] - crow[:-1]
+            )
+            totals = torch.zeros(x.shape[0], dtype=values.dtype, device=values.device)
+            totals = totals.index_add_(0, rows, values)
+            values = values * _total_factors(totals, self.cell_total[modality])[rows]
         if self.log1p[modality]:
             values = torch.log1p(values.clamp_min(0))
         values = ((values - mean[columns]) / std[columns]).clamp(-CLIP, CLIP)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-InputTransform = Literal["auto", "log1p", "none"]
+InputTransform = Literal["auto", "log1p", "normalize_log1p", "none"]
 
 
 class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
@@ -93,7 +93,10 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         Dropout rate of the hidden layers.
     input_transform
         How raw values enter the networks, for both modalities or per modality as a dict:
-        ``"log1p"`` then per-feature standardisation (for counts), ``"none"`` for
+        ``"log1p"`` then per-feature standardisation (for counts), ``"normalize_log1p"``:
+        each cell's counts scaled first to the median total of the training cells (what
+        ``sc.pp.normalize_total`` then ``sc.pp.log1p`` do; depth then no longer places a
+        cell), ``"none"`` for
         standardisation only (already normalised values), or ``"auto"``: log1p when the
         values are non-negative integers. Reconstruction is measured on the standardised
         values (MSE, as the paper), or on their scores when projected (next).
@@ -239,6 +242,7 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         self.label_categories_ = categories
         self.batch_categories_ = samples
         self.log1p_ = log1p
+        self.cell_total_ = settings.cell_total
         self.n_components_ = n_components
         # A query's unlabelled samples need the label prior as much as a new model's do.
         coded = code_cells(
@@ -287,6 +291,8 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
                 n_labels=len(categories),
                 log1p_rna=log1p[MODALITIES.RNA],
                 log1p_atac=log1p[MODALITIES.ATAC],
+                cell_total_rna=settings.cell_total[MODALITIES.RNA],
+                cell_total_atac=settings.cell_total[MODALITIES.ATAC],
                 n_batches_rna=n_reference[MODALITIES.RNA],
                 n_batches_atac=n_reference[MODALITIES.ATAC],
                 n_query_batches_rna=max(0, len(samples[MODALITIES.RNA]) - n_reference["rna"]),
@@ -306,7 +312,13 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
             )
         if registry is None:
             fit_input_statistics(
-                self.module, matrices, log1p, n_components, setup.mod_name, params.seed
+                self.module,
+                matrices,
+                log1p,
+                n_components,
+                setup.mod_name,
+                params.seed,
+                cell_total=settings.cell_total,
             )
         self.is_trained_ = False
         self._latent_cache = None  # (n_train_calls_, embeddings of the training data)

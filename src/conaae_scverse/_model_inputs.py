@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _data, _persistence
-from ._arguments import check_features, resolve_log1p
+from ._arguments import check_features, resolve_input_transform
 from ._constants import MODALITIES
 from ._hyperparameters import Hyperparameters
 from ._label_prior import LabelPrior, pseudo_label_unlabelled
@@ -34,6 +34,9 @@ class InputSettings:
         Sample categories of each modality.
     log1p
         Whether each modality's counts are log1p-transformed.
+    cell_total
+        Total each modality's cells are scaled to before log1p (0: no scaling): the median
+        total of the training cells under ``input_transform="normalize_log1p"``.
     n_components
         Principal axes each modality is projected on (0: not projected).
     n_reference
@@ -45,6 +48,7 @@ class InputSettings:
     categories: list[str]
     samples: dict[str, list[str]]
     log1p: dict[str, bool]
+    cell_total: dict[str, float]
     n_components: dict[str, int]
     n_reference: dict[str, int]
     n_shared: dict[str, int]
@@ -100,8 +104,17 @@ def input_settings(
     if registry is None:
         categories = list(registration.categories)
         samples = {mod: list(registration.batch_categories[mod]) for mod in MODALITIES}
-        log1p = {
-            mod: resolve_log1p(params.input_transform, mod, matrices[mod], setup.mod_name(mod))
+        transforms = {
+            mod: resolve_input_transform(
+                params.input_transform, mod, matrices[mod], setup.mod_name(mod)
+            )
+            for mod in MODALITIES
+        }
+        log1p = {mod: transforms[mod] != "none" for mod in MODALITIES}
+        cell_total = {
+            mod: _data.median_cell_total(matrices[mod])
+            if transforms[mod] == "normalize_log1p"
+            else 0.0
             for mod in MODALITIES
         }
         # Never more axes than the cells can span.
@@ -116,6 +129,8 @@ def input_settings(
             mod: list(registry.get("batch_categories", {}).get(mod, [])) for mod in MODALITIES
         }
         log1p = dict(registry["log1p"])
+        # Models saved before per-cell scaling existed have none.
+        cell_total = dict(registry.get("cell_total", dict.fromkeys(MODALITIES, 0.0)))
         # Models saved before the projection existed have none.
         n_components = dict(registry.get("n_components", dict.fromkeys(MODALITIES, 0)))
         for mod in MODALITIES:
@@ -126,7 +141,9 @@ def input_settings(
     }
     # In a new model, every sample shares the input layers.
     n_shared = n_reference if registry is None else _persistence.shared_input_batches(registry)
-    return InputSettings(categories, samples, log1p, n_components, n_reference, n_shared)
+    return InputSettings(
+        categories, samples, log1p, cell_total, n_components, n_reference, n_shared
+    )
 
 
 def code_cells(

@@ -39,6 +39,8 @@ class ConAAEModule(InputRepresentationMixin, QueryMappingMixin, nn.Module):
         Number of label categories; 0 means no classifier head.
     log1p_rna, log1p_atac
         Whether inputs are log1p-transformed before standardisation (for counts).
+    cell_total_rna, cell_total_atac
+        Total each cell's counts are scaled to before log1p (0: no scaling).
     n_batches_rna, n_batches_atac
         Number of samples of each modality; with more than one, each sample shifts the
         hidden layers of the encoder and every layer of the decoder (:class:`SampleShifts`).
@@ -85,6 +87,8 @@ class ConAAEModule(InputRepresentationMixin, QueryMappingMixin, nn.Module):
         n_labels: int = 0,
         log1p_rna: bool = True,
         log1p_atac: bool = True,
+        cell_total_rna: float = 0.0,
+        cell_total_atac: float = 0.0,
         n_batches_rna: int = 1,
         n_batches_atac: int = 1,
         n_query_batches_rna: int = 0,
@@ -112,6 +116,7 @@ class ConAAEModule(InputRepresentationMixin, QueryMappingMixin, nn.Module):
         self.margin = margin
         self.augmentation_noise = augmentation_noise
         self.log1p = {MODALITIES.RNA: log1p_rna, MODALITIES.ATAC: log1p_atac}
+        self.cell_total = {MODALITIES.RNA: cell_total_rna, MODALITIES.ATAC: cell_total_atac}
         sizes = {MODALITIES.RNA: n_input_rna, MODALITIES.ATAC: n_input_atac}
         self.n_components = {MODALITIES.RNA: n_components_rna, MODALITIES.ATAC: n_components_atac}
         hidden = {MODALITIES.RNA: list(hidden_rna), MODALITIES.ATAC: list(hidden_atac)}

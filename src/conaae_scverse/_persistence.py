@@ -88,6 +88,7 @@ def model_settings(model: ConAAE) -> dict[str, Any]:
         "n_reference_batches": {m: model.module.n_batches[m][0] for m in MODALITIES},
         "n_shared_input_batches": dict(model.module.n_shared_input),
         "log1p": model.log1p_,
+        "cell_total": model.cell_total_,
         "n_components": model.n_components_,
         "var_names": {m: model.modalities_[m].var_names.tolist() for m in MODALITIES},
         "is_trained": model.is_trained_,
@@ -176,6 +177,10 @@ def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+def _is_total(value: Any) -> bool:
+    return is_number(value) and 0 <= value < float("inf")
+
+
 def _check_settings(settings: Any, path: Path) -> None:
     """Check every field that loading uses, so that a tampered file fails here, clearly."""
     if not isinstance(settings, dict) or settings.get("format") != FORMAT_NAME:
@@ -243,13 +248,22 @@ def _check_settings(settings: Any, path: Path) -> None:
         )
     ):
         raise _fail(path, "'n_shared_input_batches' must map 'rna' and 'atac' to sample counts")
-    log1p, var_names = settings["log1p"], settings["var_names"]
+    var_names = settings["var_names"]
+    log1p = settings["log1p"]
     if (
         not isinstance(log1p, dict)
         or sorted(log1p) != sorted(MODALITIES)
         or not all(isinstance(v, bool) for v in log1p.values())
     ):
         raise _fail(path, "'log1p' must map 'rna' and 'atac' to true/false")
+    # Models saved before per-cell scaling existed have none.
+    cell_total = settings.get("cell_total", dict.fromkeys(MODALITIES, 0.0))
+    if (
+        not isinstance(cell_total, dict)
+        or sorted(cell_total) != sorted(MODALITIES)
+        or not all(_is_total(v) for v in cell_total.values())
+    ):
+        raise _fail(path, "'cell_total' must map 'rna' and 'atac' to totals (0: no scaling)")
     if (
         not isinstance(var_names, dict)
         or sorted(var_names) != sorted(MODALITIES)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from ._data import transformed_rows
+
 CLIP = 10.0  # standardised values are clipped like `sc.pp.scale(max_value=10)`
 _OVERSAMPLE = 10
 _POWER_ITERATIONS = 4
@@ -45,25 +47,22 @@ def standardized_zero(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 def _standardized_correction(
-    block: sparse.csr_matrix, mean: np.ndarray, std: np.ndarray, zero: np.ndarray, log1p: bool
+    block: sparse.csr_matrix, mean: np.ndarray, std: np.ndarray, zero: np.ndarray, **transform
 ) -> sparse.csr_matrix:
-    """``z - z0`` of a sparse block: non-zero only where the input is."""
-    block = sparse.csr_matrix(block, dtype=np.float64, copy=True)
-    block.sum_duplicates()
+    """``z - z0`` of a sparse block: non-zero only where the input is.
+
+    ``transform``: the ``log1p`` and ``cell_total`` of :func:`._data.transformed_rows`.
+    """
+    block = transformed_rows(block, **transform)
     cols = block.indices
-    values = np.log1p(np.maximum(block.data, 0)) if log1p else block.data
-    values = np.clip((values - mean[cols]) / std[cols], -CLIP, CLIP) - zero[cols]
-    block.data = values
+    block.data = np.clip((block.data - mean[cols]) / std[cols], -CLIP, CLIP) - zero[cols]
     return block
 
 
 def _standardized_dense(
-    block: np.ndarray, mean: np.ndarray, std: np.ndarray, log1p: bool
+    block: np.ndarray, mean: np.ndarray, std: np.ndarray, **transform
 ) -> np.ndarray:
-    values = np.asarray(block, dtype=np.float64)
-    if log1p:
-        values = np.log1p(np.maximum(values, 0))
-    return np.clip((values - mean) / std, -CLIP, CLIP)
+    return np.clip((transformed_rows(block, **transform) - mean) / std, -CLIP, CLIP)
 
 
 def fit_projection(
@@ -72,6 +71,7 @@ def fit_projection(
     std: np.ndarray,
     *,
     log1p: bool,
+    cell_total: float = 0.0,
     n_components: int,
     max_cells: int = 20_000,
     seed: int = 0,
@@ -86,6 +86,8 @@ def fit_projection(
         Per-feature moments of the (log1p-transformed) values; ``std`` has no zeros.
     log1p
         Whether values are log1p-transformed before standardisation.
+    cell_total
+        Total each cell is scaled to before log1p (0: no scaling).
     n_components
         Number of axes, fewer than the features.
     max_cells
@@ -100,8 +102,9 @@ def fit_projection(
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
     zero = standardized_zero(mean, std)
+    transform = {"log1p": log1p, "cell_total": cell_total}
     if not isinstance(matrix, np.ndarray):  # sparse, in memory or on disk: read the rows
-        corr = _standardized_correction(matrix[rows], mean, std, zero, log1p)
+        corr = _standardized_correction(matrix[rows], mean, std, zero, **transform)
         shift = np.asarray(corr.mean(axis=0)).ravel()  # column means of z - z0
         total_variance = float(corr.multiply(corr).sum() / len(rows) - (shift**2).sum())
         # float32 products over CSR of the transpose: each product then walks the small
@@ -117,7 +120,7 @@ def fit_projection(
 
         column_mean = zero + shift
     else:
-        z = _standardized_dense(np.asarray(matrix)[rows], mean, std, log1p)
+        z = _standardized_dense(np.asarray(matrix)[rows], mean, std, **transform)
         column_mean = z.mean(axis=0)
         z -= column_mean
         total_variance = float((z**2).sum() / len(rows))
@@ -153,7 +156,13 @@ def fit_projection(
 
 
 def fit_input_statistics(
-    module, matrices: dict, log1p: dict, n_components: dict, mod_name, seed: int
+    module,
+    matrices: dict,
+    log1p: dict,
+    n_components: dict,
+    mod_name,
+    seed: int,
+    cell_total: dict | None = None,
 ) -> None:
     """Set a new module's per-feature moments and, where asked, principal axes from the data.
 
@@ -171,6 +180,8 @@ def fit_input_statistics(
         Callable giving the user's name of a modality, for errors.
     seed
         Seed of the projection fits.
+    cell_total
+        Total each modality's cells are scaled to first (0 or missing: no scaling).
 
     Raises
     ------
@@ -181,9 +192,11 @@ def fit_input_statistics(
 
     from ._data import feature_moments
 
+    cell_total = cell_total or {}
     for mod, matrix in matrices.items():
+        transform = {"log1p": log1p[mod], "cell_total": cell_total.get(mod, 0.0)}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked below
-            mean, std = feature_moments(matrix, log1p=log1p[mod])
+            mean, std = feature_moments(matrix, **transform)
         if not (np.isfinite(mean).all() and np.isfinite(std).all()):
             msg = (
                 f"Modality {mod_name(mod)!r} has values too large to standardise (their squares "
@@ -200,7 +213,7 @@ def fit_input_statistics(
                 matrix,
                 mean,
                 np.where(std > 1e-8, std, 1.0),
-                log1p=log1p[mod],
+                **transform,
                 n_components=n_components[mod],
                 seed=seed,
             )

@@ -71,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
         help="a modality with more than K features enters the networks as its scores on K "
         "principal axes (default: auto, 100 axes above 5,000 features; 0: every feature)",
     )
+    run.add_argument(
+        "--input-transform",
+        choices=("auto", "log1p", "normalize_log1p", "none"),
+        default="auto",
+        help="how values enter the networks, in both modalities: log1p of counts, counts "
+        "scaled per cell to the median total then log1p, or standardisation only (default: "
+        "auto, log1p of counts and standardisation of anything else)",
+    )
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     run.add_argument("--save-model", default=None, metavar="DIR", help="also save the model here")
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -125,7 +133,12 @@ def _run(args: argparse.Namespace) -> dict:
         gene_links=links,
         batch_key=args.batch_key,
     )
-    model = ConAAE(mdata, seed=args.seed, n_input_components=args.input_components)
+    model = ConAAE(
+        mdata,
+        seed=args.seed,
+        n_input_components=args.input_components,
+        input_transform=args.input_transform,
+    )
     if model.label_categories_:
         check_unknown_call(args.min_confidence, "unknown", model.label_categories_)
     start = time.perf_counter()
