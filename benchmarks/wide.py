@@ -24,7 +24,9 @@ Configurations (``--configs``):
   (the share of ATAC cells with a pseudo-label moves that share of the contrastive weight
   to the classifier), the default since ``pseudo_label_loss="auto"`` (links prior here);
 - ``triplet_holds_pseudo_labels``: the default with ``pseudo_label_loss="contrastive"``, the
-  default before ``"auto"``.
+  default before ``"auto"``;
+- ``normalize_log1p``: the default with ``input_transform="normalize_log1p"`` (each cell's
+  counts scaled to the median total before log1p, off by default).
 
 Each run happens in a fresh process (peak RSS per run) and reports the time of each stage:
 ``setup`` (``setup_mudata`` + ``ConAAE(...)``: moments, projection, label prior), ``train``
@@ -69,6 +71,7 @@ CONFIGS = {
     "depth_invariance": {"loss_weights": {"depth_invariance": 10.0}},
     "classifier_holds_pseudo_labels": {"pseudo_label_loss": "classifier"},
     "triplet_holds_pseudo_labels": {"pseudo_label_loss": "contrastive"},
+    "normalize_log1p": {"input_transform": "normalize_log1p"},
 }
 LABEL_KEY = "cell_type"
 
