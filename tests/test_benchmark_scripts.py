@@ -323,7 +323,7 @@ def test_depth_diagnostic_scales_every_cell_to_the_median_total():
     for adata in mdata.mod.values():
         np.testing.assert_allclose(np.asarray(adata.X.sum(axis=1)).ravel(), [4.0, 4.0, 4.0])
         np.testing.assert_allclose(adata.X.toarray()[2], [0.0, 4.0])  # zeros stay zeros
-    # The README's recipe for users gives the same values: scanpy's normalize_total.
+    # The same values as scanpy's normalize_total (and the model's normalize_log1p).
     import scanpy as sc
 
     scaled = sc.pp.normalize_total(ad.AnnData(counts.copy()), inplace=False)["X"]

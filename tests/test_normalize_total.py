@@ -175,3 +175,22 @@ def test_a_query_is_scaled_to_the_reference_total(make_mudata):
     query_mdata.mod["atac"].X = query_mdata.mod["atac"].X * 3  # a deeper experiment
     query = ca.ConAAE.load_query_data(query_mdata, reference)
     assert query.cell_total_ == reference.cell_total_
+
+
+def test_the_model_reads_what_scanpy_normalize_total_and_log1p_give(make_mudata):
+    import anndata as ad
+    import scanpy as sc
+
+    mdata = make_mudata(n_genes=30)
+    ca.ConAAE.setup_mudata(mdata, labels_key="cell_type")
+    model = ca.ConAAE(mdata, n_latent=4, n_hidden=[8], input_transform="normalize_log1p")
+    counts = mdata.mod["rna"].X
+    reference = ad.AnnData(counts.copy())
+    sc.pp.normalize_total(reference)  # the median total by default
+    sc.pp.log1p(reference)
+    expected = reference.X.toarray()
+    std = expected.std(axis=0)
+    expected = (expected - expected.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)
+    with torch.no_grad():
+        standardized = model.module.standardize(torch.as_tensor(counts.toarray()), "rna")
+    np.testing.assert_allclose(standardized.numpy(), np.clip(expected, -10, 10), atol=1e-4)
