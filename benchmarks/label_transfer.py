@@ -30,8 +30,8 @@ latent), with FOSCTTM of the same run (known pairs, evaluation only) and the cal
   where they do. Only on data of counts (sci-CAR, BMMC, PBMC).
 - **..., counts normalised per cell in the model** (only with ``--settings``): the OT or
   links setting with ``input_transform="normalize_log1p"``: the model scales each cell's
-  counts to 10,000 before log1p (both modalities; the held-out BMMC donor too). Only on data
-  of counts.
+  counts to the median total of its training cells before log1p (both modalities; the
+  held-out BMMC donor to the same total). Only on data of counts.
 
 Data: ``datasets.simulate`` (three equal-sized populations), the SNARE-seq cell lines, sci-CAR
 (treatment time), all cells, transductive; and the BMMC multiome starter (21 cell types, peak
@@ -65,7 +65,7 @@ import _common as common
 
 #: Settings whose data are counts scaled per cell to the median total.
 MEDIAN_DEPTH = "counts scaled to the median depth"
-#: Settings whose model scales each cell's counts to 10,000 before log1p.
+#: Settings whose model scales each cell's counts to the median total before log1p.
 NORMALIZED = "counts normalised per cell in the model"
 #: Setting name -> (fraction of ATAC labels kept, label_prior, other ConAAE arguments).
 SETTINGS = {

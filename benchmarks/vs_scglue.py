@@ -50,7 +50,8 @@ job. Both methods get the same cells, the same split and the same metrics:
   conaae_links_depth_classifier``, the default (the classifier holds the pseudo-labels) on
   counts scaled per cell to the median depth (as ``conaae_links_depth``); and ``--methods
   conaae_links_normalized``, the default with links and ``input_transform="normalize_log1p"``
-  (the model scales each cell's counts to 10,000 before log1p, in both modalities).
+  (the model scales each cell's counts to the median total before log1p, in both
+  modalities).
 - for every method, FOSCTTM split by whether the ATAC cell of a pair was labelled right:
   misplacement within populations against placement in a wrong one.
 

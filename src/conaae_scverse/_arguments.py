@@ -34,6 +34,10 @@ def check_features(adata: ad.AnnData, var_names: Sequence[str], mod_name: str) -
     raise ValueError(msg)
 
 
+#: What ``input_transform`` may say, for both modalities or for each.
+INPUT_TRANSFORMS = ("auto", "log1p", "normalize_log1p", "none")
+
+
 def resolve_input_transform(transform, mod: str, matrix, mod_name: str) -> str:
     """Return one modality's transform: ``"normalize_log1p"``, ``"log1p"`` or ``"none"``."""
     choice = (
@@ -53,10 +57,6 @@ def resolve_input_transform(transform, mod: str, matrix, mod_name: str) -> str:
     if choice == "auto":
         return "log1p" if _data.looks_like_counts(matrix) else "none"
     return choice
-
-
-#: What ``input_transform`` may say, for both modalities or for each.
-INPUT_TRANSFORMS = ("auto", "log1p", "normalize_log1p", "none")
 
 
 def input_transform_error(choice) -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from ._data import median_cell_total, total_factors
+
 #: Cells of each modality used to fit a representation or an OT coupling (a random subsample).
 MAX_FIT_CELLS = 20_000
 
 
 def median_total_factors(matrix) -> np.ndarray:
     """Per-cell factors that scale each cell's total to the median total (0 for empty cells)."""
-    totals = np.asarray(matrix.sum(axis=1)).ravel().astype(np.float64)
-    scale = np.median(totals[totals > 0]) if (totals > 0).any() else 1.0
-    return np.divide(scale, totals, out=np.zeros_like(totals), where=totals > 0)
+    return total_factors(matrix, median_cell_total(matrix))
 
 
 def log_normalize(matrix, *, log1p: bool) -> sparse.csr_matrix | np.ndarray:

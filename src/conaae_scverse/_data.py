@@ -342,18 +342,19 @@ def transformed_rows(
         out.sum_duplicates()
         values = out.data
         if cell_total:
-            values *= np.repeat(_total_factors(out, cell_total), np.diff(out.indptr))
+            values *= np.repeat(total_factors(out, cell_total), np.diff(out.indptr))
     else:
         out = np.array(block, dtype=np.float64)
         values = out
         if cell_total:
-            values *= _total_factors(out, cell_total)[:, None]
+            values *= total_factors(out, cell_total)[:, None]
     if log1p:
         np.log1p(np.maximum(values, 0, out=values), out=values)
     return out
 
 
-def _total_factors(block: np.ndarray | sparse.csr_matrix, cell_total: float) -> np.ndarray:
+def total_factors(block: np.ndarray | sparse.spmatrix, cell_total: float) -> np.ndarray:
+    """Per-cell factors that scale each row's total to ``cell_total`` (0 for empty rows)."""
     totals = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
     return np.divide(cell_total, totals, out=np.zeros_like(totals), where=totals > 0)
 

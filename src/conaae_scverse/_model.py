@@ -318,7 +318,7 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
                 n_components,
                 setup.mod_name,
                 params.seed,
-                cell_total=settings.cell_total,
+                settings.cell_total,
             )
         self.is_trained_ = False
         self._latent_cache = None  # (n_train_calls_, embeddings of the training data)

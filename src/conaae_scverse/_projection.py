@@ -162,7 +162,7 @@ def fit_input_statistics(
     n_components: dict,
     mod_name,
     seed: int,
-    cell_total: dict | None = None,
+    cell_total: dict,
 ) -> None:
     """Set a new module's per-feature moments and, where asked, principal axes from the data.
 
@@ -181,7 +181,7 @@ def fit_input_statistics(
     seed
         Seed of the projection fits.
     cell_total
-        Total each modality's cells are scaled to first (0 or missing: no scaling).
+        Total each modality's cells are scaled to first (0: no scaling).
 
     Raises
     ------
@@ -192,9 +192,8 @@ def fit_input_statistics(
 
     from ._data import feature_moments
 
-    cell_total = cell_total or {}
     for mod, matrix in matrices.items():
-        transform = {"log1p": log1p[mod], "cell_total": cell_total.get(mod, 0.0)}
+        transform = {"log1p": log1p[mod], "cell_total": cell_total[mod]}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow: checked below
             mean, std = feature_moments(matrix, **transform)
         if not (np.isfinite(mean).all() and np.isfinite(std).all()):
