@@ -60,6 +60,8 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any], int | None]] = {
     # principal axes (the default does that above 5,000 features).
     "full_width": ({"n_input_components": 0}, {}, None),
     "project100": ({"n_input_components": 100}, {}, None),
+    # Counts scaled per cell to the median total before log1p (datasets with counts only).
+    "normalize_log1p": ({"input_transform": "normalize_log1p"}, {}, None),
 }
 
 #: dataset -> protocol (held-out 20 % or transductive).
