@@ -28,6 +28,9 @@ latent), with FOSCTTM of the same run (known pairs, evaluation only) and the cal
   before any split; ``input_transform="log1p"``), to see what sequencing depth does to each
   dataset where no coordinates exist, as ``vs_scglue.py --methods conaae_links_depth`` does
   where they do. Only on data of counts (sci-CAR, BMMC, PBMC).
+- **..., ATAC counts normalised per cell in the model, depth invariance** (only with
+  ``--settings``): the OT or links setting with ``input_transform={"atac":
+  "normalize_log1p"}`` and the ``depth_invariance`` loss (weight 10). Only on data of counts.
 - **..., counts normalised per cell in the model** (only with ``--settings``): the OT or
   links setting with ``input_transform="normalize_log1p"``: the model scales each cell's
   counts to the median total of its training cells before log1p (both modalities; the
@@ -67,6 +70,7 @@ import _common as common
 MEDIAN_DEPTH = "counts scaled to the median depth"
 #: Settings whose model scales each cell's counts to the median total before log1p.
 NORMALIZED = "counts normalised per cell in the model"
+_DEPTH_INVARIANCE = {"loss_weights": {"depth_invariance": 10.0}}
 #: Setting name -> (fraction of ATAC labels kept, label_prior, other ConAAE arguments).
 SETTINGS = {
     "no ATAC labels, no prior": (0.0, "none", {}),
@@ -111,6 +115,16 @@ SETTINGS = {
         0.0,
         "links",
         {"input_transform": "normalize_log1p"},
+    ),
+    f"no ATAC labels, OT prior, ATAC {NORMALIZED}, depth invariance": (
+        0.0,
+        "ot",
+        {"input_transform": {"atac": "normalize_log1p"}, **_DEPTH_INVARIANCE},
+    ),
+    f"no ATAC labels, links prior, ATAC {NORMALIZED}, depth invariance": (
+        0.0,
+        "links",
+        {"input_transform": {"atac": "normalize_log1p"}, **_DEPTH_INVARIANCE},
     ),
 }
 #: Diagnostics, run only when --settings names them: an option that is off by default, and

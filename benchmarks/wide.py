@@ -26,7 +26,9 @@ Configurations (``--configs``):
 - ``triplet_holds_pseudo_labels``: the default with ``pseudo_label_loss="contrastive"``, the
   default before ``"auto"``;
 - ``normalize_log1p``: the default with ``input_transform="normalize_log1p"`` (each cell's
-  counts scaled to the median total before log1p, off by default).
+  counts scaled to the median total before log1p, off by default);
+- ``atac_normalize_depth_invariance``: the default with the ATAC counts scaled per cell
+  (``input_transform={"atac": "normalize_log1p"}``) and the ``depth_invariance`` loss.
 
 Each run happens in a fresh process (peak RSS per run) and reports the time of each stage:
 ``setup`` (``setup_mudata`` + ``ConAAE(...)``: moments, projection, label prior), ``train``
@@ -72,6 +74,10 @@ CONFIGS = {
     "classifier_holds_pseudo_labels": {"pseudo_label_loss": "classifier"},
     "triplet_holds_pseudo_labels": {"pseudo_label_loss": "contrastive"},
     "normalize_log1p": {"input_transform": "normalize_log1p"},
+    "atac_normalize_depth_invariance": {
+        "input_transform": {"atac": "normalize_log1p"},
+        "loss_weights": {"depth_invariance": 10.0},
+    },
 }
 LABEL_KEY = "cell_type"
 

@@ -299,7 +299,8 @@ def test_scglue_comparison_splits_foscttm_by_whether_the_atac_cell_was_labelled_
     truth = np.array(["x", "x", "y", "y"])
     predicted = np.array(["x", "x", "y", "y"])
     predicted[0] = "z"  # a3: labelled wrong
-    result = vs_scglue._score(mdata, z_rna, z_atac, predicted, truth, 1.0)
+    depth = np.ones((4, 1))  # no ATAC X here: the counts are given
+    result = vs_scglue._score(mdata, z_rna, z_atac, predicted, truth, 1.0, atac_counts=depth)
     # Pair (r3, a3): r3 has a0..a2 at most as far as a3 (3/3); a3 has r0..r2 closer (3/3).
     assert result["foscttm_labelled_wrong"] == pytest.approx(1.0)
     # Pair (r0, a0): a3 ties with a0 for r0 (1/3), a0 has r0 only (0/3): 1/6; the others 0.
@@ -308,6 +309,22 @@ def test_scglue_comparison_splits_foscttm_by_whether_the_atac_cell_was_labelled_
     table = vs_scglue._foscttm_table([{"method": "conaae_links", "seed": 0, **result}])
     assert "| Con-AAE, peak-gene links (prior, anchors, consistency) | 0 |" in table
     assert vs_scglue._foscttm_table([{"method": "scglue", "seed": 0}]) == ""
+
+
+def test_scglue_comparison_scores_accuracy_per_fifth_of_atac_depth():
+    from scipy import sparse
+
+    vs_scglue = _import("vs_scglue")
+    # Ten cells of depths 10, 9, .., 1 (two columns); the three deepest are labelled wrong.
+    counts = sparse.csr_matrix(np.column_stack([np.arange(10, 0, -1), np.zeros(10)]))
+    right = np.array([False, False, False, True, True, True, True, True, True, True])
+    # Fifths, shallowest first: depths (1, 2), (3, 4), (5, 6), (7, 8), (9, 10).
+    assert vs_scglue._accuracy_by_depth(right, counts) == [1.0, 1.0, 1.0, 0.5, 0.0]
+    table = vs_scglue._depth_table(
+        [{"method": "scglue", "seed": 2, "accuracy": 0.7, "accuracy_by_depth": [1, 1, 1, 0.5, 0]}]
+    )
+    assert "| scGLUE | 2 | 0.700 | 1.00 | 1.00 | 1.00 | 0.50 | 0.00 |" in table
+    assert vs_scglue._depth_table([{"method": "scglue", "seed": 0}]) == ""
 
 
 def test_depth_diagnostic_scales_every_cell_to_the_median_total():

@@ -81,8 +81,11 @@ class ConAAE(TrainingMixin, InferenceMixin, MappingMixin):
         ``n_input_components``, once per model, each cell's thinned counts projected as its
         own counts are). It helps where the shallowest cells of the unlabelled modality would
         otherwise gather on one population, and hurts where depth itself tells the
-        populations apart (see the README's "Sequencing depth"). A weight of 0 switches a
-        term off.
+        populations apart (see the README's "Sequencing depth"). With peak coordinates and
+        technical depth, ``{"depth_invariance": 10}`` with ``input_transform={"atac":
+        "normalize_log1p"}`` labelled and aligned muon's PBMC data best of all settings
+        measured (``benchmarks/vs_scglue.py --methods conaae_links_atac_depth``). A weight of
+        0 switches a term off.
     margin
         Triplet margin alpha.
     augmentation_noise
