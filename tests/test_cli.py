@@ -120,6 +120,20 @@ def test_run_input_transform(h5mu, tmp_path):
     assert info.value.code == 2
 
 
+def test_run_atac_input_transform_and_depth_invariance(h5mu, tmp_path, capsys):
+    argv = [str(h5mu), "-o", str(tmp_path / "o.h5mu"), "--max-epochs", "1", "--quiet"]
+    model_dir = tmp_path / "model"
+    argv += ["--atac-input-transform", "normalize_log1p", "--depth-invariance", "10"]
+    assert main(["run", *argv, "--save-model", str(model_dir)]) == 0
+    settings = json.loads((model_dir / "settings.json").read_text())
+    assert settings["cell_total"]["rna"] == 0  # RNA keeps --input-transform's default
+    assert settings["cell_total"]["atac"] > 0
+    assert settings["init_params"]["loss_weights"]["depth_invariance"] == 10
+    code = main(["run", *argv[:-1], "-1", "--overwrite"])  # a negative weight
+    assert code == 2
+    assert "depth_invariance" in _error_line(capsys)
+
+
 def test_run_missing_input_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["run", str(tmp_path / "nope.h5mu"), "-o", str(tmp_path / "out.h5mu")])
     assert code == 2

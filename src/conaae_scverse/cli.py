@@ -79,6 +79,22 @@ def _parser() -> argparse.ArgumentParser:
         "scaled per cell to the median total then log1p, or standardisation only (default: "
         "auto, log1p of counts and standardisation of anything else)",
     )
+    run.add_argument(
+        "--atac-input-transform",
+        choices=("auto", "log1p", "normalize_log1p", "none"),
+        default=None,
+        help="the ATAC modality's own --input-transform (default: that of --input-transform)",
+    )
+    run.add_argument(
+        "--depth-invariance",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of the depth invariance loss: latents of thinned counts held to those of "
+        "the full counts, so depth cannot place a cell (default: 0, off). With peak-gene "
+        "links and technical depth the README recommends 10 with --atac-input-transform "
+        "normalize_log1p",
+    )
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     run.add_argument("--save-model", default=None, metavar="DIR", help="also save the model here")
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -137,7 +153,12 @@ def _run(args: argparse.Namespace) -> dict:
         mdata,
         seed=args.seed,
         n_input_components=args.input_components,
-        input_transform=args.input_transform,
+        input_transform=(
+            args.input_transform
+            if args.atac_input_transform is None
+            else {"rna": args.input_transform, "atac": args.atac_input_transform}
+        ),
+        loss_weights={"depth_invariance": args.depth_invariance},
     )
     if model.label_categories_:
         check_unknown_call(args.min_confidence, "unknown", model.label_categories_)
