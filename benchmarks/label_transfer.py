@@ -70,23 +70,14 @@ import _common as common
 MEDIAN_DEPTH = "counts scaled to the median depth"
 #: Settings whose model scales each cell's counts to the median total before log1p.
 NORMALIZED = "counts normalised per cell in the model"
-_DEPTH_INVARIANCE = {"loss_weights": {"depth_invariance": 10.0}}
 #: Setting name -> (fraction of ATAC labels kept, label_prior, other ConAAE arguments).
 SETTINGS = {
     "no ATAC labels, no prior": (0.0, "none", {}),
     "no ATAC labels, OT prior": (0.0, "ot", {}),
     "no ATAC labels, links prior": (0.0, "links", {}),
     "5 % ATAC labels": (0.05, "auto", {}),
-    "no ATAC labels, OT prior, depth invariance": (
-        0.0,
-        "ot",
-        {"loss_weights": {"depth_invariance": 10.0}},
-    ),
-    "no ATAC labels, links prior, depth invariance": (
-        0.0,
-        "links",
-        {"loss_weights": {"depth_invariance": 10.0}},
-    ),
+    "no ATAC labels, OT prior, depth invariance": (0.0, "ot", common.DEPTH_INVARIANCE),
+    "no ATAC labels, links prior, depth invariance": (0.0, "links", common.DEPTH_INVARIANCE),
     "no ATAC labels, OT prior, no contrastive term": (
         0.0,
         "ot",
@@ -119,12 +110,12 @@ SETTINGS = {
     f"no ATAC labels, OT prior, ATAC {NORMALIZED}, depth invariance": (
         0.0,
         "ot",
-        {"input_transform": {"atac": "normalize_log1p"}, **_DEPTH_INVARIANCE},
+        common.ATAC_DEPTH,
     ),
     f"no ATAC labels, links prior, ATAC {NORMALIZED}, depth invariance": (
         0.0,
         "links",
-        {"input_transform": {"atac": "normalize_log1p"}, **_DEPTH_INVARIANCE},
+        common.ATAC_DEPTH,
     ),
 }
 #: Diagnostics, run only when --settings names them: an option that is off by default, and

@@ -123,7 +123,7 @@ CONAAE_SETTINGS = {
     "conaae_links_contrastive": TRIPLET_HOLDS,
     "conaae_links_release": {**TRIPLET_HOLDS, "pseudo_label_epochs": 0.5},
     "conaae_links_depth": {**TRIPLET_HOLDS, "depth": True},
-    "conaae_links_thinning": {**TRIPLET_HOLDS, "loss_weights": {"depth_invariance": 10.0}},
+    "conaae_links_thinning": {**TRIPLET_HOLDS, **common.DEPTH_INVARIANCE},
     "conaae_links_no_contrastive": {"links": True, "loss_weights": {"contrastive": 0.0}},
     "conaae_links_depth_classifier": {
         "links": True,
@@ -131,11 +131,7 @@ CONAAE_SETTINGS = {
         "pseudo_label_loss": "classifier",
     },
     "conaae_links_normalized": {"links": True, "input_transform": "normalize_log1p"},
-    "conaae_links_atac_depth": {
-        "links": True,
-        "input_transform": {"atac": "normalize_log1p"},
-        "loss_weights": {"depth_invariance": 10.0},
-    },
+    "conaae_links_atac_depth": {"links": True, **common.ATAC_DEPTH},
 }
 LABEL_KEY = "cell_type"
 

@@ -70,14 +70,11 @@ CONFIGS = {
     "full_width": {"n_input_components": 0},
     "no_link_anchors": {"loss_weights": {"link_anchor": 0}},
     "no_link_consistency": {"loss_weights": {"link_consistency": 0}},
-    "depth_invariance": {"loss_weights": {"depth_invariance": 10.0}},
+    "depth_invariance": common.DEPTH_INVARIANCE,
     "classifier_holds_pseudo_labels": {"pseudo_label_loss": "classifier"},
     "triplet_holds_pseudo_labels": {"pseudo_label_loss": "contrastive"},
     "normalize_log1p": {"input_transform": "normalize_log1p"},
-    "atac_normalize_depth_invariance": {
-        "input_transform": {"atac": "normalize_log1p"},
-        "loss_weights": {"depth_invariance": 10.0},
-    },
+    "atac_normalize_depth_invariance": common.ATAC_DEPTH,
 }
 LABEL_KEY = "cell_type"
 

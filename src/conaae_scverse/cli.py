@@ -23,6 +23,8 @@ def _components(value: str) -> int | str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ._arguments import INPUT_TRANSFORMS
+
     parser = argparse.ArgumentParser(
         prog="conaae",
         description="Align single-cell RNA-seq and ATAC-seq with Con-AAE.",
@@ -73,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--input-transform",
-        choices=("auto", "log1p", "normalize_log1p", "none"),
+        choices=INPUT_TRANSFORMS,
         default="auto",
         help="how values enter the networks, in both modalities: log1p of counts, counts "
         "scaled per cell to the median total then log1p, or standardisation only (default: "
@@ -81,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--atac-input-transform",
-        choices=("auto", "log1p", "normalize_log1p", "none"),
+        choices=INPUT_TRANSFORMS,
         default=None,
         help="the ATAC modality's own --input-transform (default: that of --input-transform)",
     )
