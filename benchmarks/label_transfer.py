@@ -11,7 +11,11 @@ latent), with FOSCTTM of the same run (known pairs, evaluation only) and the cal
   Gromov-Wasserstein couplings of the two modalities' cluster geometries give pseudo-labels.
 - **no ATAC labels, links prior** (``label_prior="links"``, the default with
   ``gene_links``): ATAC gene activity from peak-gene links (``ca.pp.link_peaks_to_genes``,
-  hg38 annotation) against RNA expression. Only on data with peak coordinates (BMMC, PBMC).
+  hg38 annotation) against RNA expression; with it, by default, the ATAC counts scaled per
+  cell and the ``depth_invariance`` loss. Only on data with peak coordinates (BMMC, PBMC).
+  The links settings of the diagnostics below keep what the links prior ran with before
+  (log1p counts, no depth invariance: **..., links prior, log1p counts, no depth
+  invariance**), on which they were measured.
 - **5 % ATAC labels**: a few known ATAC labels tie each ATAC population to its RNA partner.
 - **..., depth invariance** (only with ``--settings``): the OT or links setting with the
   ``depth_invariance`` loss (weight 10; off by default), whose latents of binomially thinned
@@ -77,7 +81,16 @@ SETTINGS = {
     "no ATAC labels, links prior": (0.0, "links", {}),
     "5 % ATAC labels": (0.05, "auto", {}),
     "no ATAC labels, OT prior, depth invariance": (0.0, "ot", common.DEPTH_INVARIANCE),
-    "no ATAC labels, links prior, depth invariance": (0.0, "links", common.DEPTH_INVARIANCE),
+    "no ATAC labels, links prior, depth invariance": (
+        0.0,
+        "links",
+        {**common.LINKS_PLAIN, **common.DEPTH_INVARIANCE},
+    ),
+    "no ATAC labels, links prior, log1p counts, no depth invariance": (
+        0.0,
+        "links",
+        common.LINKS_PLAIN,
+    ),
     "no ATAC labels, OT prior, no contrastive term": (
         0.0,
         "ot",
@@ -91,21 +104,21 @@ SETTINGS = {
     "no ATAC labels, links prior, pseudo-labels held by the classifier": (
         0.0,
         "links",
-        {"pseudo_label_loss": "classifier"},
+        {**common.LINKS_PLAIN, "pseudo_label_loss": "classifier"},
     ),
     "no ATAC labels, links prior, pseudo-labels held by the triplet": (
         0.0,
         "links",
-        {"pseudo_label_loss": "contrastive"},
+        {**common.LINKS_PLAIN, "pseudo_label_loss": "contrastive"},
     ),
     # Scaled counts are not integers: "auto" would take them for normalised values.
     f"no ATAC labels, OT prior, {MEDIAN_DEPTH}": (0.0, "ot", {"input_transform": "log1p"}),
-    f"no ATAC labels, links prior, {MEDIAN_DEPTH}": (0.0, "links", {"input_transform": "log1p"}),
+    f"no ATAC labels, links prior, {MEDIAN_DEPTH}": (0.0, "links", common.LINKS_PLAIN),
     f"no ATAC labels, OT prior, {NORMALIZED}": (0.0, "ot", {"input_transform": "normalize_log1p"}),
     f"no ATAC labels, links prior, {NORMALIZED}": (
         0.0,
         "links",
-        {"input_transform": "normalize_log1p"},
+        {**common.LINKS_PLAIN, "input_transform": "normalize_log1p"},
     ),
     f"no ATAC labels, OT prior, ATAC {NORMALIZED}, depth invariance": (
         0.0,

@@ -27,8 +27,15 @@ Configurations (``--configs``):
   default before ``"auto"``;
 - ``normalize_log1p``: the default with ``input_transform="normalize_log1p"`` (each cell's
   counts scaled to the median total before log1p, off by default);
-- ``atac_normalize_depth_invariance``: the default with the ATAC counts scaled per cell
-  (``input_transform={"atac": "normalize_log1p"}``) and the ``depth_invariance`` loss.
+- ``atac_normalize_depth_invariance``: the ATAC counts scaled per cell
+  (``input_transform={"atac": "normalize_log1p"}``) and the ``depth_invariance`` loss, set
+  explicitly: the default with the links prior since it became so;
+- ``links_plain``: what the links prior ran with before that, log1p counts and no depth
+  invariance (``input_transform="log1p"``, ``loss_weights={"depth_invariance": 0}``), the
+  default of the results written before the change.
+
+The other configurations change one thing of today's default: results written before the
+change compare against the earlier default.
 
 Each run happens in a fresh process (peak RSS per run) and reports the time of each stage:
 ``setup`` (``setup_mudata`` + ``ConAAE(...)``: moments, projection, label prior), ``train``
@@ -75,6 +82,7 @@ CONFIGS = {
     "triplet_holds_pseudo_labels": {"pseudo_label_loss": "contrastive"},
     "normalize_log1p": {"input_transform": "normalize_log1p"},
     "atac_normalize_depth_invariance": common.ATAC_DEPTH,
+    "links_plain": common.LINKS_PLAIN,
 }
 LABEL_KEY = "cell_type"
 

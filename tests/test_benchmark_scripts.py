@@ -196,7 +196,10 @@ def test_the_scglue_comparison_runs_on_the_simulation_and_its_genome(tmp_path):
         "conaae_links_no_contrastive",
     )
     md = (tmp_path / "vs_scglue_simulated_quick.md").read_text()
-    assert "simulate_wide(300" in md and "peak-gene links (prior, anchors, consistency)" in md
+    assert (
+        "simulate_wide(300" in md
+        and "peak-gene links (default: prior, anchors, consistency, ATAC depth)" in md
+    )
     assert "links, pseudo-labels held by the triplet" in md
     assert "triplet holds, pseudo-labels half of training" in md
     assert "triplet holds, counts scaled to the median depth" in md
@@ -228,7 +231,7 @@ def test_scglue_comparison_combines_runs_of_separate_sessions(tmp_path):
     argv = ["--dataset", "simulated", "--combine", str(first), str(second), "--out", str(out)]
     assert vs_scglue.main(argv) == 0
     md = (out / "vs_scglue_simulated.md").read_text()
-    assert "| Con-AAE, peak-gene links (prior, anchors, consistency) | 0 1 | 0.40 0.50 |" in md
+    assert f"| {vs_scglue.METHODS['conaae_links']} | 0 1 | 0.40 0.50 |" in md
     assert "| scGLUE | 0 | 0.80 |" in md  # the later file wins
     assert "combined from the runs in" in md
 
@@ -307,7 +310,10 @@ def test_scglue_comparison_splits_foscttm_by_whether_the_atac_cell_was_labelled_
     assert result["foscttm_labelled_right"] == pytest.approx((1 / 6) / 3)
     assert result["foscttm_share_from_wrong"] == pytest.approx(1.0 / (1.0 + 1 / 6))
     table = vs_scglue._foscttm_table([{"method": "conaae_links", "seed": 0, **result}])
-    assert "| Con-AAE, peak-gene links (prior, anchors, consistency) | 0 |" in table
+    assert (
+        "| Con-AAE, peak-gene links (default: prior, anchors, consistency, ATAC depth) | 0 |"
+        in table
+    )
     assert vs_scglue._foscttm_table([{"method": "scglue", "seed": 0}]) == ""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import anndata as ad
 import mudata as md
 import numpy as np
@@ -268,6 +270,27 @@ def test_pseudo_labels_of_the_links_prior_are_held_by_the_classifier_by_default(
     assert model.module.weights.classifier == pytest.approx(1 + 10 * share)
     triplet = ConAAE(mdata, **small, pseudo_label_loss="contrastive").module.weights
     assert (triplet.contrastive, triplet.classifier) == (10, 1)
+
+
+def test_links_prior_scales_atac_counts_and_turns_depth_invariance_on_by_default(recwarn, caplog):
+    mdata, links, _ = _linked_mudata()
+    ConAAE.setup_mudata(mdata, labels_key="cell_type", gene_links=links)
+    small = {"n_latent": 4, "n_hidden": (8,)}
+    with caplog.at_level(logging.INFO, logger="conaae_scverse"):
+        model = ConAAE(mdata, **small)
+    assert "ATAC counts scaled per cell, depth_invariance weight 10" in caplog.text
+    atac_totals = np.asarray(mdata.mod["atac"].X.sum(axis=1)).ravel()
+    assert model.cell_total_ == {"rna": 0.0, "atac": pytest.approx(np.median(atac_totals))}
+    assert model.module.weights.depth_invariance == 10
+    # What the user sets is kept: an explicit transform, an explicit weight.
+    explicit = ConAAE(mdata, **small, input_transform={"atac": "log1p"})
+    assert explicit.cell_total_["atac"] == 0 and explicit.module.weights.depth_invariance == 10
+    off = ConAAE(mdata, **small, loss_weights={"depth_invariance": 0})
+    assert off.module.weights.depth_invariance == 0 and off.cell_total_["atac"] > 0
+    # Another prior (or none) leaves both as they were.
+    ot = ConAAE(mdata, **small, label_prior="ot")
+    assert ot.cell_total_ == {"rna": 0.0, "atac": 0.0}
+    assert ot.module.weights.depth_invariance == 0
 
 
 def test_gene_links_are_validated():

@@ -29,6 +29,11 @@ ALIGNMENTS = ("adversarial", "mmd", "none")
 CONTRASTIVE_MODES = ("auto", "supervised", "self_supervised")
 PSEUDO_LABEL_LOSSES = ("auto", "contrastive", "classifier")
 DEFAULT_HIDDEN = (256, 128)
+#: ``depth_invariance`` weight under the ``"links"`` label prior when ``loss_weights`` does not
+#: set it: with the ATAC counts scaled per cell it labelled and aligned the benchmarks with
+#: peak coordinates better than without (``benchmarks/vs_scglue.py``, ``label_transfer.py``,
+#: ``wide.py``). Elsewhere the term stays off: where depth tells populations apart it costs.
+LINKS_DEPTH_INVARIANCE = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,12 +126,18 @@ class Hyperparameters:
     ) -> LossWeights:
         """Return the loss weights: the defaults, overridden by ``loss_weights``.
 
+        Under the ``"links"`` prior (``prior_source``) the default ``depth_invariance`` is
+        :data:`LINKS_DEPTH_INVARIANCE`.
+
         Where the pseudo-labels are held by the classifier (:meth:`pseudo_label_holder` of
         ``prior_source``), the share ``pseudo_labelled`` (in [0, 1]) of the unlabelled
         modality's cells that hold a pseudo-label moves that share of the contrastive weight
         to the classifier.
         """
-        weights = LossWeights(**{**LossWeights().to_dict(), **self.loss_weights})
+        defaults = LossWeights().to_dict()
+        if prior_source == "links":
+            defaults["depth_invariance"] = LINKS_DEPTH_INVARIANCE
+        weights = LossWeights(**{**defaults, **self.loss_weights})
         if self.pseudo_label_holder(prior_source) != "classifier" or pseudo_labelled <= 0:
             return weights
         moved = weights.contrastive * min(pseudo_labelled, 1.0)

@@ -9,7 +9,7 @@ prior (:mod:`._label_prior`) where the model fits one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -144,6 +144,29 @@ def input_settings(
     return InputSettings(
         categories, samples, log1p, cell_total, n_components, n_reference, n_shared
     )
+
+
+def scale_atac_under_links_prior(
+    settings: InputSettings, registration: Registration, params: Hyperparameters, prior_source
+) -> InputSettings:
+    """Under the ``"links"`` label prior, ATAC counts left to ``"auto"`` are scaled per cell.
+
+    What ``normalize_log1p`` does: with the ``depth_invariance`` term that the links prior
+    also turns on, the shallowest ATAC cells no longer gather on one population (muon's PBMC
+    data, ``benchmarks/vs_scglue.py``). An explicit ``input_transform`` is kept.
+    """
+    atac, setup = MODALITIES.ATAC, registration.setup
+    transform = params.input_transform
+    choice = (
+        transform.get(atac, transform.get(setup.mod_name(atac), "auto"))
+        if isinstance(transform, Mapping)
+        else transform
+    )
+    if prior_source != "links" or choice != "auto" or not settings.log1p[atac]:
+        return settings
+    matrix = registration.modalities[atac].matrix
+    cell_total = {**settings.cell_total, atac: _data.median_cell_total(matrix)}
+    return replace(settings, cell_total=cell_total)
 
 
 def code_cells(

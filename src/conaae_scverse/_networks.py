@@ -23,9 +23,9 @@ class LossWeights:
     inferred from peak-gene links (:mod:`._link_anchors`) instead of known pairs.
     ``link_consistency`` (ours, only with peak-gene links): 1 - the correlation between the
     RNA genes an ATAC cell's latent decodes to and its gene activity (:mod:`._link_consistency`).
-    ``depth_invariance`` (ours, off by default; only on modalities of counts): the distance
-    between the latent of a cell and that of its counts binomially thinned, as if sequenced
-    less deeply (:func:`._losses.thin_counts`).
+    ``depth_invariance`` (ours, 10 under the links label prior, else off; only on counts):
+    the distance between the latent of a cell and that of its counts binomially thinned, as
+    if sequenced less deeply (:func:`._losses.thin_counts`).
     """
 
     reconstruction: float = 10.0

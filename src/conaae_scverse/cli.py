@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="how values enter the networks, in both modalities: log1p of counts, counts "
         "scaled per cell to the median total then log1p, or standardisation only (default: "
-        "auto, log1p of counts and standardisation of anything else)",
+        "auto, log1p of counts and standardisation of anything else; with --gene-annotation "
+        "and unlabelled ATAC cells, the ATAC counts scaled per cell first)",
     )
     run.add_argument(
         "--atac-input-transform",
@@ -90,12 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--depth-invariance",
         type=float,
-        default=0.0,
+        default=None,
         metavar="W",
         help="weight of the depth invariance loss: latents of thinned counts held to those of "
-        "the full counts, so depth cannot place a cell (default: 0, off). With peak-gene "
-        "links and technical depth the README recommends 10 with --atac-input-transform "
-        "normalize_log1p",
+        "the full counts, so depth cannot place a cell (default: 10 where peak-gene links "
+        "label the unlabelled cells, else 0, off)",
     )
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     run.add_argument("--save-model", default=None, metavar="DIR", help="also save the model here")
@@ -160,7 +160,9 @@ def _run(args: argparse.Namespace) -> dict:
             if args.atac_input_transform is None
             else {"rna": args.input_transform, "atac": args.atac_input_transform}
         ),
-        loss_weights={"depth_invariance": args.depth_invariance},
+        loss_weights=(
+            None if args.depth_invariance is None else {"depth_invariance": args.depth_invariance}
+        ),
     )
     if model.label_categories_:
         check_unknown_call(args.min_confidence, "unknown", model.label_categories_)
