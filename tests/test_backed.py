@@ -63,3 +63,30 @@ def test_backed_csc_and_dense_matrices_are_refused(make_mudata, tmp_path):
     backed = _write(mdata, tmp_path / "dense.h5mu")
     with pytest.raises(TypeError, match="dense matrix on disk"):
         ca.ConAAE.setup_mudata(backed, labels_key="cell_type")
+
+
+def test_backed_training_with_the_links_prior_defaults_equals_in_memory(tmp_path):
+    """ATAC scaled per cell and thinned (the links prior's defaults) read from disk alike."""
+    in_memory = ca.datasets.simulate_wide(200, n_genes=100, n_peaks=6000, random_state=0)
+    atac = in_memory["atac"]
+    atac.obs["cell_type"] = atac.obs["cell_type"].where(np.zeros(atac.n_obs, dtype=bool))
+    links = ca.pp.link_peaks_to_genes(atac, in_memory["rna"].var, genes=in_memory["rna"].var_names)
+    backed = _write(in_memory, tmp_path / "data.h5mu")
+    models = []
+    for mdata in (in_memory, backed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the ATAC modality has no labels
+            ca.ConAAE.setup_mudata(mdata, labels_key="cell_type", gene_links=links)
+        model = ca.ConAAE(mdata, n_latent=4, n_hidden=(16,), seed=1)
+        model.train(max_epochs=2, batch_size=32, enable_progress_bar=False)
+        models.append(model)
+    expected, model = models
+    assert model.n_components_["atac"] > 0  # projected: its thinned counts too, from disk
+    assert model.cell_total_ == expected.cell_total_ and model.cell_total_["atac"] > 0
+    assert model.module.weights.depth_invariance == 10
+    for mod in ("rna", "atac"):
+        np.testing.assert_allclose(
+            model.get_latent_representation(modality=mod),
+            expected.get_latent_representation(modality=mod),
+            atol=1e-5,
+        )
