@@ -38,13 +38,16 @@ def check_features(adata: ad.AnnData, var_names: Sequence[str], mod_name: str) -
 INPUT_TRANSFORMS = ("auto", "log1p", "normalize_log1p", "none")
 
 
+def input_transform_choice(transform, mod: str, mod_name: str) -> str:
+    """Return what ``input_transform`` asks of one modality (a dict may name it either way)."""
+    if isinstance(transform, Mapping):
+        return transform.get(mod, transform.get(mod_name, "auto"))
+    return transform
+
+
 def resolve_input_transform(transform, mod: str, matrix, mod_name: str) -> str:
     """Return one modality's transform: ``"normalize_log1p"``, ``"log1p"`` or ``"none"``."""
-    choice = (
-        transform.get(mod, transform.get(mod_name, "auto"))
-        if isinstance(transform, Mapping)
-        else transform
-    )
+    choice = input_transform_choice(transform, mod, mod_name)
     if choice not in INPUT_TRANSFORMS:
         raise ValueError(input_transform_error(choice))
     if choice in ("log1p", "normalize_log1p") and _data.min_value(matrix) < 0:

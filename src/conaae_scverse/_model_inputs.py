@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _data, _persistence
-from ._arguments import check_features, resolve_input_transform
+from ._arguments import check_features, input_transform_choice, resolve_input_transform
 from ._constants import MODALITIES
 from ._hyperparameters import Hyperparameters
 from ._label_prior import LabelPrior, pseudo_label_unlabelled
@@ -155,12 +155,9 @@ def scale_atac_under_links_prior(
     also turns on, the shallowest ATAC cells no longer gather on one population (muon's PBMC
     data, ``benchmarks/vs_scglue.py``). An explicit ``input_transform`` is kept.
     """
-    atac, setup = MODALITIES.ATAC, registration.setup
-    transform = params.input_transform
-    choice = (
-        transform.get(atac, transform.get(setup.mod_name(atac), "auto"))
-        if isinstance(transform, Mapping)
-        else transform
+    atac = MODALITIES.ATAC
+    choice = input_transform_choice(
+        params.input_transform, atac, registration.setup.mod_name(atac)
     )
     if prior_source != "links" or choice != "auto" or not settings.log1p[atac]:
         return settings
